@@ -1,0 +1,1 @@
+"""Benchmarks compare against a reference measured in the same run and save ratios."""

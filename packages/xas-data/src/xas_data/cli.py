@@ -1,0 +1,284 @@
+"""``xas-data``: simulate, curate, split, ingest, fetch and inspect XAS datasets.
+
+Heavy libraries are imported inside the commands so that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="X-ray absorption spectra datasets: FEFF10 simulation, curation, material splits, "
+    "ingest of public and measured data, and a readable summary of any store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn, *args, **kwargs):
+    from xas_data.errors import XASDataError
+
+    try:
+        return fn(*args, **kwargs)
+    except XASDataError as exc:
+        _fail(exc)
+
+
+def default_dataset_path() -> Path:
+    """Path of the shipped default dataset inside the installed package."""
+    return Path(__file__).with_name("default_data") / "xas-default.zarr"
+
+
+@app.command()
+def info(
+    dataset: Annotated[
+        Path | None, typer.Argument(help="store path (default: the shipped default dataset)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+) -> None:
+    """Summarise a store: counts per element, fidelity and split, grids, provenance."""
+    from xas_data.store import XASDataset
+
+    ds = _run(XASDataset.open, dataset or default_dataset_path())
+    summary = ds.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1, default=str))
+        return
+    typer.echo(f"dataset {summary['name']}  ({summary['path']})")
+    typer.echo(
+        f"schema v{summary['schema_version']}  {summary['n_materials']} materials  "
+        f"{summary['n_sites']} site spectra  license: {ds.attrs.get('license', '')}"
+    )
+    header = (
+        f"{'element':<8}{'fidelity':<16}{'train':>7}{'val':>7}{'test':>7}{'other':>7}{'total':>8}"
+    )
+    typer.echo("\n" + header + "\n" + "-" * len(header))
+    totals: dict[str, int] = {}
+    for element, by_fid in sorted(summary["counts"].items()):
+        for fidelity, counts in sorted(by_fid.items()):
+            n = sum(counts.values())
+            totals[fidelity] = totals.get(fidelity, 0) + n
+            other = n - sum(counts.get(s, 0) for s in ("train", "val", "test"))
+            typer.echo(
+                f"{element:<8}{fidelity:<16}{counts.get('train', 0):>7}{counts.get('val', 0):>7}"
+                f"{counts.get('test', 0):>7}{other:>7}{n:>8}"
+            )
+    for fidelity, n in sorted(totals.items()):
+        typer.echo(f"{'all':<8}{fidelity:<16}{'':>28}{n:>8}")
+    typer.echo("\ngrids (eV):")
+    for key, grid in summary["grids"].items():
+        typer.echo(
+            f"  {key:<24}{grid['start']:.3f} .. {grid['stop']:.3f}  ({grid['n_points']} points)"
+        )
+    if summary["features"]:
+        typer.echo("features: " + ", ".join(summary["features"]))
+    typer.echo("provenance: " + " -> ".join(summary["provenance"]))
+
+
+class Preset(StrEnum):
+    fast = "fast"
+    accurate = "accurate"
+    omnixas = "omnixas"
+
+
+@app.command()
+def simulate(
+    workdir: Annotated[Path, typer.Option(help="simulation folder (resumable)")],
+    element: Annotated[str, typer.Option(help="absorbing element, e.g. Cu")],
+    structures: Annotated[
+        Path | None, typer.Option(help="folder of CIF/POSCAR files (else: AMCSD minerals)")
+    ] = None,
+    preset: Annotated[Preset, typer.Option(help="FEFF fidelity preset")] = Preset.fast,
+    with_oxygen: Annotated[bool, typer.Option(help="minerals: require O as well")] = True,
+    max_materials: Annotated[int, typer.Option(help="minerals: at most this many")] = 20,
+    max_atoms: Annotated[int, typer.Option(help="minerals: max atoms in the primitive cell")] = 40,
+    max_sites: Annotated[int, typer.Option(help="inequivalent sites per material")] = 4,
+    workers: Annotated[int, typer.Option(help="parallel FEFF processes")] = 2,
+    retry_failed: Annotated[bool, typer.Option(help="re-run sites that failed before")] = False,
+    out: Annotated[Path | None, typer.Option(help="also build a curated store here")] = None,
+) -> None:
+    """Run FEFF10 on every symmetry-inequivalent ELEMENT site of the given structures."""
+    from xas_data.build import build_from_simulations
+    from xas_data.simulation import plan_tasks, run_simulations
+    from xas_data.structures import iter_structure_folder, mineral_structures
+
+    if structures is not None:
+        records = list(_run(iter_structure_folder, structures))
+    else:
+        records = _run(
+            mineral_structures,
+            element,
+            ("O",) if with_oxygen else (),
+            max_atoms=max_atoms,
+            max_count=max_materials,
+        )
+    tasks = _run(plan_tasks, records, element, workdir, max_sites)
+    typer.echo(f"{len(records)} structures, {len(tasks)} inequivalent {element} sites")
+    report = _run(run_simulations, tasks, workdir, preset.value, workers, retry_failed)
+    typer.echo(report.summary())
+    if report.failures:
+        typer.echo(f"failed sites are described in {workdir / preset.value / 'failures'}")
+    if out is not None:
+        ds = _run(build_from_simulations, workdir, out, presets=(preset.value,), overwrite=True)
+        typer.echo(f"wrote {ds.path}: {ds.n_sites} curated spectra")
+
+
+@app.command("simulate-default")
+def simulate_default(
+    workdir: Annotated[Path, typer.Option(help="simulation folder (resumable)")],
+    workers: Annotated[int, typer.Option(help="parallel FEFF processes")] = 2,
+) -> None:
+    """Run the FEFF simulations of the shipped default dataset (both fidelities; resumable)."""
+    from xas_data.default_dataset import simulate_default as run
+
+    _run(run, workdir, workers)
+
+
+@app.command()
+def build(
+    workdir: Annotated[Path, typer.Argument(help="simulation folder")],
+    out: Annotated[Path, typer.Option(help="store to write")],
+    name: Annotated[str, typer.Option(help="dataset name")] = "xas-default",
+    presets: Annotated[str, typer.Option(help="comma-separated presets")] = "fast,accurate",
+    outlier_c: Annotated[float | None, typer.Option(help="outlier envelope (sigmas)")] = None,
+    seed: Annotated[int, typer.Option(help="split seed")] = 42,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Curate FEFF results into a split store (labels, grid, outliers, duplicates, splits)."""
+    from xas_data.build import CurationConfig, build_from_simulations
+
+    config = CurationConfig(outlier_c=outlier_c)
+    ds = _run(
+        build_from_simulations,
+        workdir,
+        out,
+        name,
+        tuple(p.strip() for p in presets.split(",")),
+        config,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    typer.echo(f"wrote {ds.path}: {ds.n_sites} site spectra of {ds.n_materials} materials")
+
+
+@app.command()
+def curate(
+    dataset: Annotated[Path, typer.Argument(help="source store (left unchanged)")],
+    out: Annotated[Path, typer.Option(help="curated store to write")],
+    outlier_c: Annotated[float | None, typer.Option(help="outlier envelope (sigmas)")] = None,
+    no_outliers: Annotated[bool, typer.Option(help="skip outlier removal")] = False,
+    duplicate_rtol: Annotated[float, typer.Option(help="near-duplicate tolerance")] = 1e-4,
+    keep_splits: Annotated[bool, typer.Option(help="keep the source splits")] = True,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
+) -> None:
+    """Re-curate a store (outliers, duplicates) into a new store."""
+    from xas_data.build import CurationConfig, curate_store
+
+    config = CurationConfig(
+        outlier_c=outlier_c, remove_outliers=not no_outliers, duplicate_rtol=duplicate_rtol
+    )
+    ds = _run(curate_store, dataset, out, config, keep_splits=keep_splits, overwrite=overwrite)
+    typer.echo(f"wrote {ds.path}: {ds.n_sites} site spectra")
+
+
+@app.command()
+def split(
+    dataset: Annotated[Path, typer.Argument(help="store to (re)split in place")],
+    fractions: Annotated[str, typer.Option(help="train,val,test fractions")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="seed of the tie-breaking shuffle")] = 42,
+    lists: Annotated[
+        Path | None,
+        typer.Option(help="folder of <El>_<FID>_{train,val,test}.txt id lists to import"),
+    ] = None,
+) -> None:
+    """Assign material-level splits: the OmniXAS greedy algorithm, or given id lists."""
+    from xas_data.splits import (
+        greedy_material_split,
+        read_split_file,
+        split_site_rows,
+        splits_from_lists,
+    )
+    from xas_data.store import XASDataset
+
+    ds = _run(XASDataset.open, dataset, "a")
+    cols = ds.sites(columns=("material", "index"))
+    ids = ds.material_ids[cols["material"]]
+    if lists is not None:
+        found = {}
+        for name in ("train", "val", "test"):
+            files = sorted(lists.glob(f"*_{name}.txt"))
+            found[name] = [pair for f in files for pair in _run(read_split_file, f)]
+        splits = _run(splits_from_lists, ids, cols["index"], found)
+        _run(ds.set_splits, splits, "imported lists", folder=str(lists))
+    else:
+        parts = tuple(float(x) for x in fractions.split(","))
+        assignment = _run(greedy_material_split, ids, parts, seed)
+        _run(
+            ds.set_splits,
+            split_site_rows(ids, assignment),
+            "omnixas_greedy_material",
+            fractions=list(parts),
+            seed=seed,
+        )
+    typer.echo(json.dumps(ds.provenance[-1]["counts"]))
+
+
+class Source(StrEnum):
+    omnixas_cu_feff = "omnixas-cu-feff"
+    omnixas_ml_arrays = "omnixas-ml-arrays"
+    xaslib = "xaslib"
+    xdi = "xdi"
+
+
+@app.command()
+def ingest(
+    kind: Annotated[Source, typer.Argument(help="what to ingest")],
+    path: Annotated[Path, typer.Argument(help="folder or file to read")],
+    out: Annotated[Path, typer.Option(help="store to write")],
+    all_sites: Annotated[
+        bool, typer.Option(help="omnixas-cu-feff: keep unlisted sites and curate them")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Ingest OmniXAS data or measured spectra (XAS Data Library JSON, XDI files)."""
+    from xas_data import ingest as ing
+
+    if kind is Source.omnixas_cu_feff:
+        ds = _run(ing.ingest_omnixas_cu_feff, path, out, not all_sites, overwrite=overwrite)
+    elif kind is Source.omnixas_ml_arrays:
+        ds = _run(ing.ingest_omnixas_ml_arrays, path, out, overwrite=overwrite)
+    else:
+        ds = _run(ing.ingest_measured, path, out, kind.value, overwrite=overwrite)
+    typer.echo(f"wrote {ds.path}: {ds.n_sites} spectra of {ds.n_materials} materials")
+
+
+@app.command()
+def fetch(
+    name: Annotated[str | None, typer.Argument(help="registered dataset name")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache folder")] = None,
+    force: Annotated[bool, typer.Option(help="download again")] = False,
+) -> None:
+    """Download a registered dataset into the cache (sha256-verified); no name lists them."""
+    from xas_data import registry
+
+    if name is None:
+        for entry in registry.load_registry().values():
+            typer.echo(f"{entry.name:<28}{entry.license:<40}{entry.description[:60]}")
+        return
+    folder = _run(registry.fetch, name, cache_dir=cache_dir, force=force)
+    typer.echo(str(folder))
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,97 @@
+"""Recipe of the shipped default dataset: AMCSD minerals (larixite) -> FEFF10 at two fidelities.
+
+``fast`` spectra for up to ``sites_per_element`` symmetry-inequivalent sites of each element,
+``accurate`` spectra for the first ``accurate_per_element`` of those sites (same materials),
+so the high-fidelity side of cross-fidelity learning shares structures with the low side.
+Tasks are interleaved across elements, so a partial run still covers every element.
+
+Run: ``xas-data simulate-default --workdir DIR`` (resumable), then ``xas-data build-default``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from itertools import zip_longest
+from pathlib import Path
+
+from xas_data.io_utils import atomic_write_text
+from xas_data.simulation.runner import SiteTask, plan_tasks, run_simulations
+from xas_data.structures import mineral_structures
+
+DEFAULT_ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
+
+
+@dataclass(frozen=True)
+class DefaultDatasetRecipe:
+    """Knobs of the default dataset (counts are per absorbing element)."""
+
+    elements: tuple[str, ...] = DEFAULT_ELEMENTS
+    sites_per_element: int = 80
+    accurate_per_element: int = 14
+    max_atoms: int = 60
+    max_sites_per_material: int = 4
+
+
+def _interleave(groups: list[list[SiteTask]]) -> list[SiteTask]:
+    return [t for batch in zip_longest(*groups) for t in batch if t is not None]
+
+
+def plan_default(workdir: str | Path, recipe: DefaultDatasetRecipe = DefaultDatasetRecipe()):
+    """Select structures and write ``plan.json`` with the fast and accurate task lists."""
+    workdir = Path(workdir)
+    plan_path = workdir / "plan.json"
+    if plan_path.exists():
+        plan = json.loads(plan_path.read_text())
+        return [SiteTask(**t) for t in plan["fast"]], [SiteTask(**t) for t in plan["accurate"]]
+    fast_groups, accurate_groups = [], []
+    for element in recipe.elements:
+        # oxides first, then the element's other minerals; smallest cells first (cheapest FEFF)
+        oxides = mineral_structures(element, ("O",), max_atoms=recipe.max_atoms)
+        others = mineral_structures(element, (), max_atoms=recipe.max_atoms)
+        oxide_ids = {r.material_id for r in oxides}
+        records = sorted(oxides, key=lambda r: (len(r.structure), r.material_id)) + sorted(
+            (r for r in others if r.material_id not in oxide_ids),
+            key=lambda r: (len(r.structure), r.material_id),
+        )
+        tasks: list[SiteTask] = []
+        for record in records:
+            if len(tasks) >= recipe.sites_per_element:
+                break
+            new = plan_tasks([record], element, workdir, recipe.max_sites_per_material)
+            tasks.extend(new[: recipe.sites_per_element - len(tasks)])
+        fast_groups.append(tasks)
+        # accurate: whole materials, in the same order, until the quota is reached
+        accurate: list[SiteTask] = []
+        for task in tasks:
+            if len(accurate) >= recipe.accurate_per_element and task.material_id not in {
+                t.material_id for t in accurate
+            }:
+                break
+            accurate.append(task)
+        accurate_groups.append(accurate)
+    fast, accurate = _interleave(fast_groups), _interleave(accurate_groups)
+    payload = {
+        "recipe": recipe.__dict__,
+        "fast": [t.__dict__ for t in fast],
+        "accurate": [t.__dict__ for t in accurate],
+    }
+    atomic_write_text(plan_path, json.dumps(payload, indent=1))
+    return fast, accurate
+
+
+def simulate_default(workdir: str | Path, workers: int = 2, progress: bool = True) -> dict:
+    """Plan (once) and run both fidelities; resumable. Returns the two reports' summaries."""
+    fast, accurate = plan_default(workdir)
+    reports = {}
+    for preset, tasks in (("fast", fast), ("accurate", accurate)):
+        report = run_simulations(tasks, workdir, preset, workers=workers, progress=progress)
+        reports[preset] = report.summary()
+        print(f"[{preset}] {report.summary()}", flush=True)
+    return reports
+
+
+if __name__ == "__main__":
+    import sys
+
+    simulate_default(sys.argv[1], workers=int(sys.argv[2]) if len(sys.argv) > 2 else 2)

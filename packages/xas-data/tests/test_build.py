@@ -1,0 +1,116 @@
+"""Building a curated store from FEFF results, and re-curating a store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from xas_data.build import CurationConfig, build_from_simulations, curate_store, omnixas_resample
+from xas_data.curation import BOHR_RADIUS_ANGSTROM
+from xas_data.errors import StoreError
+from xas_data.schema import default_grid
+from xas_data.simulation.runner import SiteTask, save_structures
+from xas_data.store import XASDataset
+from xas_data.structures import MaterialRecord
+
+
+def _fake_result(workdir, preset, task: SiteTask, energy, mu, xsedge=2.5e-4):
+    results = workdir / preset / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        results / f"{task.task_id}.npz",
+        energy=energy,
+        mu=mu,
+        mu0=mu,
+        chi=mu * 0,
+        xsedge_norm=xsedge,
+    )
+    meta = task.__dict__ | {"task_id": task.task_id}
+    (results / f"{task.task_id}.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def sim_dir(tmp_path):
+    """40 materials with one Cu site each on FEFF-like grids; one outlier, one duplicate."""
+    rng = np.random.default_rng(0)
+    records = [
+        MaterialRecord(
+            f"m{i:02d}",
+            Structure(Lattice.cubic(4 + 0.01 * i), ["Cu", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+            "synthetic",
+        )
+        for i in range(40)
+    ]
+    save_structures(records, tmp_path)
+    energy = np.linspace(8980.0, 9030.0, 170)
+    previous = None
+    for i, record in enumerate(records):
+        edge = 8988 + rng.normal(0, 0.5)
+        mu = (
+            1
+            + np.arctan((energy - edge) / 1.0) / np.pi
+            + 0.02 * np.sin(energy / (3 + rng.random()))
+        )
+        if i == 7:
+            mu = mu * 3.0  # an outlier
+        if i == 9:  # an exact duplicate of material 8's spectrum
+            mu = previous
+        previous = mu
+        _fake_result(tmp_path, "fast", SiteTask(record.material_id, "Cu", 0), energy, mu)
+    return tmp_path
+
+
+def test_build_curates_and_splits(sim_dir, tmp_path):
+    ds = build_from_simulations(sim_dir, tmp_path / "out.zarr", presets=("fast",))
+    steps = {p["step"]: p for p in ds.provenance}
+    assert steps["outlier_removal"]["n_in"] == 40 and steps["outlier_removal"]["n_out"] == 39
+    assert steps["duplicate_removal"]["n_out"] == 38
+    assert ds.n_sites == 38 and ds.n_materials == 38
+    sel = ds.select("Cu", "FEFF-fast")
+    assert "m07" not in set(sel.material_ids()) and "m09" not in set(sel.material_ids())
+    # labels: 1000 * mu * xsedge / a0^2 on the Cu grid, cropped and clamped as OmniXAS
+    grid = default_grid("Cu").energies
+    np.testing.assert_allclose(sel.energy, grid)
+    row = list(sel.material_ids()).index("m00")
+    with np.load(sim_dir / "fast/results/Cu_m00_000.npz") as r:
+        expected = omnixas_resample(
+            r["energy"], 1000 * r["mu"] * 2.5e-4 / BOHR_RADIUS_ANGSTROM**2, grid
+        )
+    np.testing.assert_allclose(sel.intensities()[row], expected, rtol=1e-6)
+    # material-level splits, roughly 80/10/10
+    splits = {
+        s: set(ds.select("Cu", "FEFF-fast", s).material_ids()) for s in ("train", "val", "test")
+    }
+    assert not (splits["train"] & splits["val"]) and not (splits["train"] & splits["test"])
+    assert len(splits["train"]) >= 28 and len(splits["val"]) >= 3 and len(splits["test"]) >= 3
+
+
+def test_existing_store_untouched(sim_dir, tmp_path):
+    out = tmp_path / "out.zarr"
+    build_from_simulations(sim_dir, out, presets=("fast",))
+    with pytest.raises(StoreError, match="exists"):
+        build_from_simulations(sim_dir, out, presets=("fast",))
+    assert XASDataset.open(out).n_sites == 38
+
+
+def test_curate_store_keeps_source_and_splits(sim_dir, tmp_path):
+    src = build_from_simulations(
+        sim_dir,
+        tmp_path / "raw.zarr",
+        presets=("fast",),
+        config=CurationConfig(remove_outliers=False, duplicate_rtol=0.0),
+    )
+    assert src.n_sites == 39  # only the exact duplicate dropped
+    new = curate_store(
+        src.path, tmp_path / "cur.zarr", CurationConfig(outlier_c=2.5), keep_splits=True
+    )
+    assert new.n_sites == 38
+    assert XASDataset.open(src.path).n_sites == 39
+    old = dict(zip(src.select("Cu").material_ids(), src.select("Cu").sites()["split"], strict=True))
+    for mid, split in zip(
+        new.select("Cu").material_ids(), new.select("Cu").sites()["split"], strict=True
+    ):
+        assert old[mid] == split
