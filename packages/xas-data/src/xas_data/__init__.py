@@ -22,6 +22,7 @@ from xas_data.schema import (
     default_grid,
     parse_fidelity,
 )
+
 __version__ = "0.1.0"
 
 _LAZY = {"Batch", "Selection", "XASDataset"}

@@ -41,7 +41,7 @@ DEFAULT_GRID_START_EV: dict[str, float] = {
 
 def parse_fidelity(fidelity: str) -> tuple[str, str | None]:
     """Split ``"FEFF-fast"`` into ``("FEFF", "fast")``; raise ``SpectrumError`` if malformed."""
-    match = _FIDELITY.match(fidelity or "")
+    match = _FIDELITY.fullmatch(fidelity or "")
     if match is None:
         raise SpectrumError(
             f"fidelity {fidelity!r} is not valid: use one of {list(BASE_FIDELITIES)} or "

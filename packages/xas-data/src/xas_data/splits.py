@@ -61,7 +61,7 @@ def split_site_rows(site_material_ids: Sequence[str], assignment: dict[str, str]
 def parse_site_id(site_id: str) -> tuple[str, int]:
     """``"mp-1234_005"`` -> ``("mp-1234", 5)`` (the site is a 0-based index into the structure)."""
     material, sep, site = site_id.strip().rpartition("_")
-    if not sep or not site.isdigit() or not material:
+    if not sep or not (site.isascii() and site.isdecimal()) or not material:
         raise XASDataError(
             f"split id {site_id!r} is not '<material>_<site index>' such as 'mp-1234_005'"
         )

@@ -277,6 +277,7 @@ class XASDataset:
         return self._material_ids
 
     def material_row(self, material_id: str) -> int:
+        material_id = str(material_id)
         rows = np.flatnonzero(self.material_ids == material_id)
         if rows.size == 0:
             raise StoreError(f"material {material_id!r} is not in {self.path}")
@@ -389,8 +390,10 @@ class XASDataset:
             )
         if not keep.any():
             return np.empty(0, dtype=np.int64)
-        mat_rows = np.array([self.material_row(m) for m in np.asarray(material_ids)[keep]])
+        mat_rows = np.array([self.material_row(str(m)) for m in np.asarray(material_ids)[keep]])
         group = self._spectra_group(element, fidelity, energy, extras)
+        self._check_extras(group, extras)
+        self._drop_orphans(group)
         start_site = self.n_sites
         n_new = int(keep.sum())
         columns = {
@@ -412,6 +415,35 @@ class XASDataset:
             _append(self.root[f"sites/{column}"], values, start_site)
         self._grow_per_site_arrays()
         return new_site_rows
+
+    @staticmethod
+    def _check_extras(group: zarr.Group, extras: dict | None) -> None:
+        """The extras given must be exactly the group's extra arrays (checked before writing)."""
+        have = set(group.array_keys()) - {"energy", "rows", "intensity"}
+        given = set(extras or {})
+        if have != given:
+            raise StoreError(
+                f"{group.path}: extras {sorted(given)} given, but the group stores "
+                f"{sorted(have)}; pass exactly those per-spectrum arrays"
+            )
+
+    def _drop_orphans(self, group: zarr.Group) -> None:
+        """Truncate spectra written by an append that died before its site rows were written.
+
+        Spectra are written before site columns, so orphans are always at the group's end and
+        point at site rows >= n_sites; removing them makes a re-run append them cleanly.
+        """
+        rows = group["rows"][:]
+        n_valid = int(np.searchsorted(rows, self.n_sites)) if rows.size else 0
+        if rows.size and (np.any(rows[:n_valid] >= self.n_sites) or np.any(np.diff(rows) < 0)):
+            n_valid = (
+                int(np.argmax(rows >= self.n_sites)) if np.any(rows >= self.n_sites) else rows.size
+            )
+        if n_valid < rows.size:
+            for key in group.array_keys():
+                if key != "energy":
+                    array = group[key]
+                    array.resize((n_valid, *array.shape[1:]))
 
     def _spectra_group(self, element, fidelity, energy, extras) -> zarr.Group:
         path = f"spectra/{element}/{fidelity}"
@@ -543,7 +575,8 @@ class XASDataset:
         array = self.root[array_path]
         stop = start + len(values)
         chunk = array.chunks[0]
-        if start % chunk or (stop % chunk and stop != array.shape[0]) or stop > array.shape[0]:
+        bad_end = stop % chunk and stop != array.shape[0]
+        if start < 0 or start % chunk or bad_end or stop > array.shape[0]:
             raise StoreError(
                 f"rows {start}:{stop} of {array_path} are not chunk-aligned (chunk {chunk} "
                 f"rows, {array.shape[0]} rows in all); use shard_rows() to split the work"
