@@ -27,9 +27,9 @@ class DefaultDatasetRecipe:
     """Knobs of the default dataset (counts are per absorbing element)."""
 
     elements: tuple[str, ...] = DEFAULT_ELEMENTS
-    sites_per_element: int = 80
+    sites_per_element: int = 100
     accurate_per_element: int = 14
-    max_atoms: int = 60
+    max_atoms: int = 80
     max_sites_per_material: int = 4
 
 

@@ -1,0 +1,228 @@
+"""CHGNet transfer features: the absorbing site's atom embedding from the pretrained CHGNet.
+
+The feature of absorbing site ``i`` is CHGNet's 64-d atom feature of atom ``i`` as returned by
+``CHGNet(..., return_atom_feas=True)``: the atom features after the second-to-last atom
+convolution (the layer CHGNet reads magnetic moments from), before the last convolution and
+the energy readout. Learned embedding without unit, float32, shape ``[n_sites, 64]``.
+
+The weights ship inside the chgnet wheel (``CHGNet.load(model_name="0.3.0")``, offline).
+Structures are converted once each with CHGNet's ``CrystalGraphConverter`` and
+``batch_size`` distinct structures go through one ``CHGNet.forward`` call;
+``per_structure_reference`` is the slow path of one ``CHGNet.predict_structure`` call per
+structure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xas_features.errors import FeaturizerError, missing_extra
+from xas_features.featurizers.base import check_sites, group_by_structure
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+DEFAULT_MODEL = "0.3.0"
+FEATURE_DIM = 64
+
+
+def _chgnet_version() -> str:
+    """Installed chgnet version (read from package metadata, without importing chgnet)."""
+    if importlib.util.find_spec("chgnet") is None:
+        raise missing_extra("chgnet", "chgnet")
+    try:
+        return package_version("chgnet")
+    except PackageNotFoundError:  # pragma: no cover - importable but not installed
+        return "unknown"
+
+
+class CHGNetFeaturizer:
+    """Absorbing-site atom features of the pretrained CHGNet (64-d, float32).
+
+    Args:
+        model_name: pretrained checkpoint shipped with chgnet (``"0.3.0"``, ``"0.2.0"`` or
+            ``"r2scan"``).
+        batch_size: distinct structures per forward pass.
+        device: torch device of the forward pass (``"cpu"`` is bitwise deterministic).
+
+    The model is loaded on the first ``featurize`` call.
+    """
+
+    name = "chgnet"
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, batch_size: int = 32, device: str = "cpu"):
+        if int(batch_size) < 1:
+            raise FeaturizerError(f"batch_size must be >= 1, got {batch_size}")
+        known = ("0.3.0", "0.2.0", "r2scan")
+        if model_name not in known:
+            raise FeaturizerError(
+                f"unknown CHGNet model {model_name!r}; choose one of {list(known)}"
+            )
+        self.model_name = model_name
+        self.version = f"{_chgnet_version()}-model{model_name}"
+        self.batch_size = int(batch_size)
+        self.device = device
+        self._model: Any = None
+        self._converter: Any = None
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension D = 64 (CHGNet atom feature size)."""
+        return FEATURE_DIM
+
+    def config(self) -> dict[str, Any]:
+        """Settings hashed into the storage key."""
+        return {
+            "model": self.model_name,
+            "layer": "atom_fea (before the last atom conv)",
+            "batch_size": self.batch_size,
+        }
+
+    # -- model -------------------------------------------------------------------------
+
+    @property
+    def model(self) -> Any:
+        """The ``chgnet.model.CHGNet`` in eval mode (loaded quietly on first use)."""
+        if self._model is None:
+            try:
+                from chgnet.model import CHGNet
+            except ImportError as exc:  # pragma: no cover - checked in __init__
+                raise missing_extra("chgnet", "chgnet") from exc
+            # CHGNet prints "CHGNet v0.3.0 initialized with ... parameters" when built
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = CHGNet.load(
+                    model_name=self.model_name, use_device=self.device, verbose=False
+                )
+            if int(model.atom_fea_dim) != FEATURE_DIM:
+                raise FeaturizerError(
+                    f"CHGNet {self.model_name} has {model.atom_fea_dim}-d atom features, "
+                    f"expected {FEATURE_DIM}"
+                )
+            self._model = model.eval()
+        return self._model
+
+    @property
+    def cutoff(self) -> float:
+        """Atom graph cutoff radius of the model in angstrom."""
+        return float(self.model.graph_converter.atom_graph_cutoff)
+
+    @property
+    def converter(self) -> Any:
+        """CHGNet's graph converter with the model's cutoffs; isolated atoms are checked
+        here per absorbing site instead of per structure."""
+        if self._converter is None:
+            from chgnet.graph import CrystalGraphConverter
+
+            reference = self.model.graph_converter
+            self._converter = CrystalGraphConverter(
+                atom_graph_cutoff=reference.atom_graph_cutoff,
+                bond_graph_cutoff=reference.bond_graph_cutoff,
+                algorithm=reference.algorithm,
+                on_isolated_atoms="ignore",
+            )
+        return self._converter
+
+    # -- validation --------------------------------------------------------------------
+
+    def _check_structure(self, structure: Structure) -> None:
+        """Ordered structure with every element in the model's embedding, else error."""
+        formula = structure.composition.reduced_formula
+        if not structure.is_ordered:
+            raise FeaturizerError(
+                f"{formula} has partially occupied sites; CHGNet needs an ordered structure "
+                "(order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation)"
+            )
+        max_z = int(self.model.atom_embedding.embedding.num_embeddings)
+        for site in structure:
+            z = int(site.specie.Z)
+            if not 1 <= z <= max_z:
+                raise FeaturizerError(
+                    f"element {site.specie.symbol} (Z={z}) of {formula} is not covered by "
+                    f"CHGNet {self.model_name} (Z = 1..{max_z}); drop materials with it"
+                )
+
+    def _check_absorbers(self, structure: Structure, graph: Any, sites: Sequence[int]) -> None:
+        """Each absorbing site must have a neighbour within the atom graph cutoff."""
+        import torch
+
+        atom_graph = graph.atom_graph.reshape(-1, 2)
+        degree = torch.bincount(atom_graph[:, 0].long(), minlength=len(structure))
+        for site in sites:
+            if int(degree[site]) == 0:
+                raise FeaturizerError(
+                    f"site {site} ({structure[site].specie.symbol}) of "
+                    f"{structure.composition.reduced_formula} has no neighbour within the "
+                    f"CHGNet cutoff of {self.cutoff:g} A; its features would be meaningless - "
+                    "drop this site or check the structure (lattice, units)"
+                )
+
+    def _graph(self, structure: Structure, sites: Sequence[int]) -> Any:
+        self._check_structure(structure)
+        graph = self.converter(structure)
+        self._check_absorbers(structure, graph, sites)
+        return graph
+
+    # -- featurization -----------------------------------------------------------------
+
+    def featurize(self, structures: Sequence[Structure], sites: Sequence[int]) -> np.ndarray:
+        """Atom features of site ``sites[i]`` of ``structures[i]``: float32 ``[n, 64]``.
+
+        Distinct structure objects are converted once; ``batch_size`` of them share one
+        forward pass.
+        """
+        check_sites(structures, sites)
+        out = np.zeros((len(structures), FEATURE_DIM), dtype=np.float32)
+        if not len(structures):
+            return out
+        import torch
+
+        model = self.model
+        groups = list(group_by_structure(structures).values())
+        for lo in range(0, len(groups), self.batch_size):
+            chunk = groups[lo : lo + self.batch_size]
+            graphs = [
+                self._graph(structures[rows[0]], [int(sites[r]) for r in rows]).to(self.device)
+                for rows in chunk
+            ]
+            with torch.no_grad():
+                prediction = model(graphs, task="e", return_atom_feas=True)
+            for rows, atom_fea in zip(chunk, prediction["atom_fea"], strict=True):
+                values = atom_fea.float().cpu().numpy()
+                out[rows] = values[[int(sites[r]) for r in rows]]
+        return out
+
+    def per_structure_reference(
+        self, structures: Sequence[Structure], sites: Sequence[int]
+    ) -> np.ndarray:
+        """The slow reference: CHGNet's own per-structure prediction, one structure per call.
+
+        Each structure is converted (``CrystalGraphConverter``, as ``predict_structure``
+        does) and predicted alone with ``CHGNet.predict_graph(graph, batch_size=1)``.
+        Returns float32 ``[n, 64]`` equal to ``featurize`` up to float rounding.
+        """
+        check_sites(structures, sites)
+        import torch
+
+        model = self.model
+        out = np.zeros((len(structures), FEATURE_DIM), dtype=np.float32)
+        for rows in group_by_structure(structures).values():
+            structure = structures[rows[0]]
+            graph = self._graph(structure, [int(sites[r]) for r in rows]).to(self.device)
+            with torch.no_grad():
+                prediction = model.predict_graph(
+                    graph, task="e", return_atom_feas=True, batch_size=1
+                )
+            values = np.asarray(prediction["atom_fea"], dtype=np.float32)
+            out[rows] = values[[int(sites[r]) for r in rows]]
+        return out
+
+
+__all__ = ["DEFAULT_MODEL", "CHGNetFeaturizer"]
