@@ -105,11 +105,6 @@ def test_soap_pca_fitted_on_train_and_state_saved(small_store):
     state = load_state(ds, key)
     # every element of the store is a species (Cu only occurs in the val split)
     assert set(state["species"]) == {"O", "Ti", "Co", "Ni", "Cu"}
-        "Ti",
-        "Co",
-        "Ni",
-        "Cu",
-    }
     rebuilt = SOAPFeaturizer.from_state(featurizer.config(), state)
     cols = ds.sites(columns=("material", "index"))
     structures = [ds.structure(int(m)) for m in cols["material"]]
