@@ -57,6 +57,12 @@ def make_store(path: Path, chunk_rows: int = 4) -> XASDataset:
 
 
 @pytest.fixture
+def store_factory():
+    """``make_store(path, chunk_rows)`` for tests that need several stores."""
+    return make_store
+
+
+@pytest.fixture
 def small_store(tmp_path) -> XASDataset:
     return make_store(tmp_path / "small.zarr")
 

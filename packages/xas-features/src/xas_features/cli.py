@@ -71,3 +71,7 @@ def list_features(dataset: Annotated[Path, typer.Option(help="dataset store (.za
             f"{key:<44}{attrs.get('featurizer', '?'):<12}{attrs.get('version', '?'):<28}"
             f"{shape[1]:>5} dims  {'complete' if attrs.get('complete') else 'INCOMPLETE'}"
         )
+
+
+if __name__ == "__main__":
+    app()

@@ -44,6 +44,10 @@ def _chgnet_version() -> str:
         return "unknown"
 
 
+class _StopForward(Exception):
+    """Raised by a forward hook to end a CHGNet pass once the atom features exist."""
+
+
 class CHGNetFeaturizer:
     """Absorbing-site atom features of the pretrained CHGNet (64-d, float32).
 
@@ -182,9 +186,6 @@ class CHGNetFeaturizer:
         out = np.zeros((len(structures), FEATURE_DIM), dtype=np.float32)
         if not len(structures):
             return out
-        import torch
-
-        model = self.model
         groups = list(group_by_structure(structures).values())
         for lo in range(0, len(groups), self.batch_size):
             chunk = groups[lo : lo + self.batch_size]
@@ -192,12 +193,49 @@ class CHGNetFeaturizer:
                 self._graph(structures[rows[0]], [int(sites[r]) for r in rows]).to(self.device)
                 for rows in chunk
             ]
-            with torch.no_grad():
-                prediction = model(graphs, task="e", return_atom_feas=True)
-            for rows, atom_fea in zip(chunk, prediction["atom_fea"], strict=True):
-                values = atom_fea.float().cpu().numpy()
-                out[rows] = values[[int(sites[r]) for r in rows]]
+            atom_fea = self.atom_features(graphs)
+            offsets = np.cumsum([0] + [int(g.atomic_number.numel()) for g in graphs])
+            index = [int(offsets[k]) + int(sites[r]) for k, rows in enumerate(chunk) for r in rows]
+            out[[r for rows in chunk for r in rows]] = atom_fea[index]
         return out
+
+    def atom_features(self, graphs: Sequence[Any]) -> np.ndarray:
+        """CHGNet ``atom_fea`` of every atom of ``graphs`` in one forward pass.
+
+        The same tensor as ``CHGNet(graphs, return_atom_feas=True)["atom_fea"]`` (output of
+        atom convolution ``n_conv - 2``), read by a forward hook that stops the pass there:
+        the remaining bond/angle updates, the last atom convolution and the energy readout
+        do not influence it and are skipped.
+
+        Args:
+            graphs: ``CrystalGraph`` objects on the model's device.
+
+        Returns:
+            float32 ``[sum of atoms, 64]``, graphs concatenated in order.
+        """
+        import torch
+
+        model = self.model
+        captured: list[Any] = []
+
+        def stop_after(_module: Any, _inputs: Any, output: Any) -> None:
+            captured.append(output)
+            raise _StopForward
+
+        handle = model.atom_conv_layers[model.n_conv - 2].register_forward_hook(stop_after)
+        try:
+            with torch.no_grad():
+                model(list(graphs), task="e")
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise FeaturizerError(  # pragma: no cover - chgnet changed its layer order
+                f"CHGNet {self.model_name}: expected one pass through atom convolution "
+                f"{model.n_conv - 2}, saw {len(captured)}"
+            )
+        return captured[0].float().cpu().numpy()
 
     def per_structure_reference(
         self, structures: Sequence[Structure], sites: Sequence[int]

@@ -212,7 +212,7 @@ class M3GNetFeaturizer:
         """Node features of site ``sites[i]`` of ``structures[i]``: float32 ``[n, 64]``.
 
         Distinct structure objects are converted once and collated ``batch_size`` at a time
-        into one graph per forward pass.
+        into one graph per forward pass (see ``absorber_node_features``).
         """
         check_sites(structures, sites)
         out = np.zeros((len(structures), FEATURE_DIM), dtype=np.float32)
@@ -221,57 +221,130 @@ class M3GNetFeaturizer:
         import torch
         from torch_geometric.data import Batch
 
-        model = self.model
         converter = self._converter()
         groups = list(group_by_structure(structures).values())
-        captured: list[Any] = []
-        hook = model.graph_layers[-1].register_forward_hook(
-            lambda _module, _inputs, output: captured.append(output[1])
-        )
-        try:
-            with torch.no_grad():
-                for lo in range(0, len(groups), self.batch_size):
-                    chunk = groups[lo : lo + self.batch_size]
-                    graphs, lattices = [], []
-                    for rows in chunk:
-                        structure = structures[rows[0]]
-                        self._check_structure(structure)
-                        graph, lattice, _ = converter.get_graph(structure)
-                        self._check_absorbers(structure, graph, [int(sites[r]) for r in rows])
-                        graphs.append(graph)
-                        lattices.append(lattice[0])
-                    node_feat = self._forward(Batch.from_data_list(graphs), lattices, captured)
-                    offsets = np.cumsum([0] + [g.num_nodes for g in graphs])
-                    index = [
-                        int(offsets[k] + int(sites[r])) for k, rs in enumerate(chunk) for r in rs
-                    ]
-                    flat = [r for rs in chunk for r in rs]
-                    out[flat] = node_feat[index]
-        finally:
-            hook.remove()
+        for lo in range(0, len(groups), self.batch_size):
+            chunk = groups[lo : lo + self.batch_size]
+            graphs, lattices, nodes, rows = [], [], [], []
+            offset = 0
+            for group in chunk:
+                structure = structures[group[0]]
+                group_sites = [int(sites[r]) for r in group]
+                self._check_structure(structure)
+                graph, lattice, _ = converter.get_graph(structure)
+                self._check_absorbers(structure, graph, group_sites)
+                graphs.append(graph)
+                lattices.append(lattice[0])
+                nodes.extend(offset + site for site in group_sites)
+                rows.extend(group)
+                offset += len(structure)
+            batch = Batch.from_data_list(graphs)
+            lattice = torch.stack(lattices)
+            out[rows] = self.absorber_node_features(batch, lattice, torch.tensor(nodes))
         return out
 
-    def _forward(self, batch: Any, lattices: list[Any], captured: list[Any]) -> np.ndarray:
-        """Run the model on a collated batch; node features after the last block [N, 64]."""
-        import torch
+    def absorber_node_features(self, batch: Any, lattice: Any, nodes: Any) -> np.ndarray:
+        """Node features after the last M3GNet block of the atoms ``nodes`` of ``batch``.
 
-        device = self.device
-        batch = batch.to(device)
-        lattice = torch.stack(lattices).to(device=device, dtype=torch.float32)  # [B, 3, 3]
-        node_batch = batch.batch.long()
-        edge_batch = node_batch[batch.edge_index[0].long()]
-        # cartesian positions and periodic image shifts (angstrom), per graph lattice
-        batch.pos = torch.bmm(batch.frac_coords.unsqueeze(1), lattice[node_batch]).squeeze(1)
-        batch.pbc_offshift = torch.bmm(batch.pbc_offset.unsqueeze(1), lattice[edge_batch]).squeeze(
-            1
+        Runs the model's own layers (bond expansion, three-body line graph and basis,
+        embedding, ``three_body_interactions[i]`` + ``graph_layers[i]``) exactly as
+        ``M3GNet.forward`` does, minus the readout, and prunes each block to the bonds that
+        can reach the requested atoms: block ``L`` (last) only updates bonds leaving the
+        absorbing atoms ``S_L``, block ``l`` the bonds leaving
+        ``S_l = S_(l+1) + neighbours of S_(l+1)``. M3GNet aggregates bond messages onto the
+        bond's source atom and three-body terms over bond pairs sharing that source atom,
+        so the skipped bonds never influence the requested rows (checked against
+        ``M3GNet.predict_structure`` in the tests).
+
+        Args:
+            batch: collated ``torch_geometric`` batch of ``Structure2Graph`` graphs.
+            lattice: float32 ``[B, 3, 3]`` lattice matrices (angstrom), one per graph.
+            nodes: int ``[n]`` batch-global atom indices to return.
+
+        Returns:
+            float32 ``[n, 64]`` node features (no unit).
+        """
+        import torch
+        from matgl.graph._compute import (
+            compute_pair_vector_and_distance,
+            compute_theta_and_phi,
+            create_line_graph,
         )
-        captured.clear()
-        self.model(g=batch)
-        if len(captured) != 1:
-            raise FeaturizerError(
-                f"expected one pass through the last M3GNet block, saw {len(captured)}"
+        from matgl.utils.cutoff import polynomial_cutoff
+
+        model, device = self.model, self.device
+        with torch.no_grad():
+            batch = batch.to(device)
+            lattice = lattice.to(device=device, dtype=torch.float32)
+            nodes = nodes.to(device=device, dtype=torch.long)
+            edge_index = batch.edge_index
+            src, dst = edge_index[0].long(), edge_index[1].long()
+            node_batch = batch.batch.long()
+            edge_batch = node_batch[src]
+            num_nodes, num_bonds, num_graphs = batch.num_nodes, edge_index.size(1), batch.num_graphs
+            # cartesian positions and periodic image shifts (angstrom)
+            pos = torch.bmm(batch.frac_coords.unsqueeze(1), lattice[node_batch]).squeeze(1)
+            offshift = torch.bmm(batch.pbc_offset.unsqueeze(1), lattice[edge_batch]).squeeze(1)
+
+            bond_vec, bond_dist = compute_pair_vector_and_distance(pos, edge_index, offshift)
+            rbf = model.bond_expansion(bond_dist)
+            line_graph = create_line_graph(
+                edge_index, bond_dist, bond_vec, offshift, num_nodes, model.threebody_cutoff
             )
-        return captured.pop().float().cpu().numpy()
+            line = line_graph["line_edge_index"].long()
+            n_triple = line_graph["n_triple_ij"]
+            angles = compute_theta_and_phi(bond_vec, bond_dist, line)
+            three_basis = model.basis_expansion(
+                angles["triple_bond_lengths"], angles["cos_theta"], angles["phi"]
+            )
+            three_cutoff = polynomial_cutoff(bond_dist, model.threebody_cutoff)
+            node_feat, edge_feat, state_feat = model.embedding(batch.node_type, rbf, None)
+
+            # bonds each block must update, from the last block backwards
+            needed = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+            needed[nodes] = True
+            keeps = []
+            for _ in range(model.n_blocks):
+                keep = needed[src]
+                keeps.append(keep)
+                needed = needed.clone()
+                needed[dst[keep]] = True
+            keeps.reverse()
+
+            for block, keep in enumerate(keeps):
+                bonds = keep.nonzero().squeeze(1)
+                triples = keep[line[0]]
+                if not bool(keep[line[1][triples]].all()):  # pragma: no cover - matgl changed
+                    raise FeaturizerError(
+                        "matgl's three-body line graph no longer pairs bonds of one source "
+                        "atom; the pruned M3GNet forward needs updating for "
+                        f"matgl {self.version}"
+                    )
+                renumber = torch.full((num_bonds,), -1, dtype=torch.long, device=device)
+                renumber[bonds] = torch.arange(bonds.numel(), device=device)
+                sub_edge = model.three_body_interactions[block](
+                    dst[bonds],
+                    renumber[line[:, triples]],
+                    n_triple[bonds],
+                    bonds.numel(),
+                    three_basis[triples],
+                    three_cutoff[bonds],
+                    node_feat,
+                    edge_feat[bonds],
+                )
+                sub_edge, node_feat, state_feat = model.graph_layers[block](
+                    edge_index[:, bonds],
+                    sub_edge,
+                    node_feat,
+                    state_feat,
+                    rbf[bonds],
+                    node_batch,
+                    edge_batch[bonds],
+                    num_nodes,
+                    num_graphs,
+                )
+                edge_feat = edge_feat.index_copy(0, bonds, sub_edge)
+            return node_feat[nodes].float().cpu().numpy()
 
     def per_structure_reference(
         self, structures: Sequence[Structure], sites: Sequence[int]
