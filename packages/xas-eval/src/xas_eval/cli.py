@@ -40,7 +40,9 @@ def compare_features(
     typer.echo(f"{'features':<44}{'dim':>5}{'alpha':>9}{'eta':>8}{'median MSE':>12}")
     for key in keys:
         if key not in ds.feature_names():
-            matches = [k for k in ds.feature_names() if ds.feature_attrs(k).get("featurizer") == key]
+            matches = [
+                k for k in ds.feature_names() if ds.feature_attrs(k).get("featurizer") == key
+            ]
             if not matches:
                 raise typer.BadParameter(f"no {key!r} features in {dataset}: {ds.feature_names()}")
             key = matches[-1]
