@@ -26,10 +26,10 @@ def small_structures() -> dict[str, Structure]:
             [[0, 0, 0], [0.305, 0.305, 0]],
         ),
         "cuprite": Structure.from_spacegroup(
-            "Pn-3m", Lattice.cubic(4.27), ["Cu", "O"], [[0, 0, 0], [0.75, 0.75, 0.75]]
+            "Pn-3m", Lattice.cubic(4.27), ["Cu", "O"], [[0.25, 0.25, 0.25], [0, 0, 0]]
         ),
-        "spinel": Structure.from_spacegroup(
-            "Fd-3m", Lattice.cubic(8.08), ["Co", "O"], [[0.125, 0.125, 0.125], [0.26, 0.26, 0.26]]
+        "coo": Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(4.26), ["Co", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
         ).get_primitive_structure(),
     }
 
@@ -40,7 +40,7 @@ def make_store(path: Path, chunk_rows: int = 4) -> XASDataset:
     structures = small_structures()
     ds.add_materials(list(structures), list(structures.values()), ["test"] * len(structures))
     grid = 8000.0 + 0.25 * np.arange(20)
-    splits = {"nio": "train", "rutile": "train", "cuprite": "val", "spinel": "test"}
+    splits = {"nio": "train", "rutile": "train", "cuprite": "val", "coo": "test"}
     for mid, structure in structures.items():
         element = structure[0].specie.symbol
         sites = [i for i, s in enumerate(structure) if s.specie.symbol == element]

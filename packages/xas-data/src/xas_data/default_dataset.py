@@ -1,8 +1,9 @@
 """Recipe of the shipped default dataset: AMCSD minerals (larixite) -> FEFF10 at two fidelities.
 
 ``fast`` spectra for up to ``sites_per_element`` symmetry-inequivalent sites of each element,
-``accurate`` spectra for the first ``accurate_per_element`` of those sites (same materials),
-so the high-fidelity side of cross-fidelity learning shares structures with the low side.
+``accurate`` spectra for the ``accurate_per_element`` of those sites that are cheapest to
+simulate (``feff_cost_estimate``), so the high-fidelity side of cross-fidelity learning is a
+subset of the low-fidelity sites.
 Tasks are interleaved across elements, so a partial run still covers every element.
 
 Run: ``xas-data simulate-default --workdir DIR`` (resumable), then ``xas-data build-default``.
@@ -33,6 +34,18 @@ class DefaultDatasetRecipe:
     max_sites_per_material: int = 4
 
 
+def feff_cost_estimate(structure, site_index: int, fms: float = 5.0, scf: float = 3.5) -> float:
+    """Relative cost of an ``accurate`` FEFF run of one site (arbitrary units).
+
+    FMS inverts a matrix over the atoms within ``fms`` Angstrom (cubic), the SCF loop repeats
+    small-cluster FMS per unique potential (atoms within ``scf``, squared).
+    """
+    n_fms = len(structure.get_neighbors(structure[site_index], fms))
+    n_scf = len(structure.get_neighbors(structure[site_index], scf))
+    n_potentials = len(structure.composition.elements) + 1
+    return n_fms**3 / 1000 + n_potentials * n_scf**2 / 10
+
+
 def _interleave(groups: list[list[SiteTask]]) -> list[SiteTask]:
     return [t for batch in zip_longest(*groups) for t in batch if t is not None]
 
@@ -55,21 +68,17 @@ def plan_default(workdir: str | Path, recipe: DefaultDatasetRecipe = DefaultData
             key=lambda r: (len(r.structure), r.material_id),
         )
         tasks: list[SiteTask] = []
+        structures = {r.material_id: r.structure for r in records}
         for record in records:
             if len(tasks) >= recipe.sites_per_element:
                 break
             new = plan_tasks([record], element, workdir, recipe.max_sites_per_material)
             tasks.extend(new[: recipe.sites_per_element - len(tasks)])
         fast_groups.append(tasks)
-        # accurate: whole materials, in the same order, until the quota is reached
-        accurate: list[SiteTask] = []
-        for task in tasks:
-            if len(accurate) >= recipe.accurate_per_element and task.material_id not in {
-                t.material_id for t in accurate
-            }:
-                break
-            accurate.append(task)
-        accurate_groups.append(accurate)
+        # accurate: the cheapest sites of the same list (SCF + FMS cost grow with cluster size)
+        costs = [feff_cost_estimate(structures[t.material_id], t.site_index) for t in tasks]
+        order = sorted(range(len(tasks)), key=lambda i: (costs[i], i))
+        accurate_groups.append([tasks[i] for i in order[: recipe.accurate_per_element]])
     fast, accurate = _interleave(fast_groups), _interleave(accurate_groups)
     payload = {
         "recipe": recipe.__dict__,

@@ -9,9 +9,11 @@ matgl >= 4 is built on PyTorch Geometric: a structure becomes a ``torch_geometri
 graph through ``matgl.ext.pymatgen.Structure2Graph`` (model ``element_types`` and ``cutoff``),
 and ``M3GNet.forward`` runs ``nblocks`` pairs (``three_body_interactions[i]``,
 ``graph_layers[i]``). This featurizer collates many structure graphs into one
-``torch_geometric.data.Batch`` per forward pass and reads the node features returned by the
-last ``graph_layers`` block through a forward hook; ``per_structure_reference`` is the
-slow one-structure-at-a-time path through matgl's ``M3GNet.predict_structure``.
+``torch_geometric.data.Batch`` per forward pass and runs the model's own layers in the order
+of ``M3GNet.forward``, stopping before the readout, with each block restricted to the bonds
+that can reach the absorbing atoms (``M3GNetFeaturizer.absorber_node_features``).
+``per_structure_reference`` is the slow one-structure-at-a-time path through matgl's
+``M3GNet.predict_structure``; the tests check that both agree to 1e-5.
 
 Weights: ``matgl.load_model("M3GNet-MP-2021.2.8-PES")`` by default (downloaded and cached
 by matgl), or a local model folder (``model.json``, ``model.pt``, ``state.pt``) given as
@@ -114,11 +116,11 @@ class M3GNetFeaturizer:
         return FEATURE_DIM
 
     def config(self) -> dict[str, Any]:
-        """Settings hashed into the storage key (model name and layer, not the local path)."""
+        """Settings hashed into the storage key: model and layer (not the local path or the
+        batch size, which do not change the output)."""
         return {
             "model": MODEL_NAME,
             "layer": "graph_layers[-1].node_feat",
-            "batch_size": self.batch_size,
         }
 
     # -- model -------------------------------------------------------------------------
@@ -155,6 +157,11 @@ class M3GNetFeaturizer:
             raise FeaturizerError(
                 f"{source} holds a {type(model).__name__} model, not M3GNet; "
                 f"use the matgl model {MODEL_NAME}"
+            )
+        if getattr(model, "include_state", False):
+            raise FeaturizerError(
+                f"{source}: this M3GNet uses global state features; use the matgl model "
+                f"{MODEL_NAME}"
             )
         if int(getattr(model, "units", FEATURE_DIM)) != FEATURE_DIM:
             raise FeaturizerError(
@@ -317,8 +324,7 @@ class M3GNetFeaturizer:
                 if not bool(keep[line[1][triples]].all()):  # pragma: no cover - matgl changed
                     raise FeaturizerError(
                         "matgl's three-body line graph no longer pairs bonds of one source "
-                        "atom; the pruned M3GNet forward needs updating for "
-                        f"matgl {self.version}"
+                        f"atom; the pruned M3GNet forward needs updating ({self.version})"
                     )
                 renumber = torch.full((num_bonds,), -1, dtype=torch.long, device=device)
                 renumber[bonds] = torch.arange(bonds.numel(), device=device)
@@ -355,7 +361,8 @@ class M3GNetFeaturizer:
         ``feature_dict["gc_<nblocks>"]`` (as OmniXAS did, one structure at a time); the
         graph converter passed to ``predict_structure`` is matgl's ``Structure2Graph`` plus
         the same absorber checks as ``featurize``. CPU only (``predict_structure`` builds
-        its graph on the CPU). Returns float32 ``[n, 64]`` equal to ``featurize`` up to float rounding.
+        its graph on the CPU). Returns float32 ``[n, 64]`` equal to ``featurize`` up to
+        float rounding.
         """
         check_sites(structures, sites)
         import torch
