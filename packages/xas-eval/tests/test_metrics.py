@@ -47,3 +47,29 @@ def test_rse_pearson_edge():
     )
     with pytest.raises(ValueError, match="equal shape"):
         m.rse(y, y[:, :2])
+
+
+def test_ridge_eta_on_a_store(tmp_path):
+    """Features that determine the spectrum linearly give a high eta; noise gives ~1."""
+    from pymatgen.core import Lattice, Structure
+
+    from xas_data.store import XASDataset
+    from xas_eval.feature_comparison import ridge_eta
+
+    rng = np.random.default_rng(0)
+    n, k = 120, 30
+    ds = XASDataset.create(tmp_path / "s.zarr", "s")
+    ids = [f"m{i}" for i in range(n)]
+    s = Structure(Lattice.cubic(4), ["Cu"], [[0, 0, 0]])
+    ds.add_materials(ids, [s] * n, ["t"] * n)
+    latent = rng.normal(size=(n, 3))
+    basis = rng.random((3, k))
+    spectra = 2 + latent @ basis + 0.01 * rng.normal(size=(n, k))
+    splits = ["train"] * 90 + ["val"] * 30
+    ds.append_spectra("Cu", "FEFF", np.arange(k) * 0.25, ids, [0] * n, spectra, splits=splits)
+    good = ds.create_features("good", 3)
+    good[:] = latent
+    noise = ds.create_features("noise", 3)
+    noise[:] = rng.normal(size=(n, 3))
+    assert ridge_eta(ds, "Cu", "FEFF", "good").eta > 50
+    assert ridge_eta(ds, "Cu", "FEFF", "noise").eta < 1.5

@@ -35,7 +35,8 @@ def compare_features(
 
     ds = XASDataset.open(dataset)
     fidelity = fidelity or ds.select(element).fidelity
-    keys = ds.feature_names() if features is None else features.split(",")
+    complete = [k for k in ds.feature_names() if ds.feature_attrs(k).get("complete")]
+    keys = complete if features is None else features.split(",")
     typer.echo(f"ridge regression, {element} {fidelity}, train -> {eval_split}")
     typer.echo(f"{'features':<44}{'dim':>5}{'alpha':>9}{'eta':>8}{'median MSE':>12}")
     for key in keys:

@@ -44,6 +44,11 @@ def ridge_eta(
     test = ds.select(element, fidelity, eval_split)
     x_train, y_train = train.features(feature_key), train.intensities()
     x_test, y_test = test.features(feature_key), test.intensities()
+    if not np.isfinite(x_test).all():
+        raise ValueError(
+            f"{feature_key}: {eval_split} rows have missing (NaN) features; finish "
+            "featurizing the dataset (xas-features featurize) before comparing"
+        )
     keep = np.isfinite(x_train).all(axis=1)
     model = make_pipeline(StandardScaler(), RidgeCV(alphas=alphas, cv=5))
     model.fit(x_train[keep], y_train[keep])
