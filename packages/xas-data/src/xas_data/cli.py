@@ -83,7 +83,14 @@ def info(
         )
     if summary["features"]:
         typer.echo("features: " + ", ".join(summary["features"]))
-    typer.echo("provenance: " + " -> ".join(summary["provenance"]))
+    steps: dict[str, int] = {}
+    for step in summary["provenance"]:
+        steps[step] = steps.get(step, 0) + 1
+    typer.echo(
+        "provenance: "
+        + " -> ".join(f"{s} (x{n})" if n > 1 else s for s, n in steps.items())
+        + f"\n(details: xas-data info {ds.path} --json)"
+    )
 
 
 class Preset(StrEnum):
