@@ -66,6 +66,14 @@ def test_random_batch_read_vs_numpy(benchmark, store):
     )
     # a regression guard, not a target: reading from compressed chunks on disk costs more
     assert ratio < 5000
+    # the in-memory path of iter_batches: one read of the selection, then numpy indexing
+    start = time.perf_counter()
+    n = sum(len(b.site_rows) for b in selection.iter_batches(BATCH, shuffle=True, in_memory=True))
+    epoch_s = time.perf_counter() - start
+    assert n == N_ROWS
+    per_batch = epoch_s / (N_ROWS / BATCH)
+    benchmark.extra_info["in_memory_epoch_ms_per_batch"] = per_batch * 1e3
+    print(f"in-memory shuffled epoch: {per_batch * 1e3:.2f} ms per batch (load included)")
 
 
 def test_feff_fast_seconds_per_site(benchmark, tmp_path):

@@ -998,3 +998,24 @@ def test_unknown_material_message_is_plain(store_copy):
     with pytest.raises(StoreError) as info:
         ds.append_spectra("Cu", "FEFF", GRIDS[("Cu", "FEFF")], ["mp-404"], [0], np.ones((1, 12)))
     assert "material 'mp-404' is not in" in str(info.value)
+
+
+def test_in_memory_batches_equal_lazy_batches(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    ds = XASDataset.create(tmp_path / "m.zarr", "m", chunk_rows=4)
+    ids = [f"m{i}" for i in range(11)]
+    s = Structure(Lattice.cubic(4), ["Cu"], [[0, 0, 0]])
+    ds.add_materials(ids, [s] * 11, ["t"] * 11)
+    y = np.random.default_rng(0).random((11, 5)).astype(np.float32)
+    ds.append_spectra("Cu", "FEFF", np.arange(5.0), ids, [0] * 11, y)
+    feats = ds.create_features("f", 2)
+    feats[:] = np.arange(22, dtype=np.float32).reshape(11, 2)
+    sel = ds.select("Cu")
+    lazy = list(sel.iter_batches(3, shuffle=True, seed=5, features="f"))
+    eager = list(sel.iter_batches(3, shuffle=True, seed=5, features="f", in_memory=True))
+    assert len(lazy) == len(eager) == 4
+    for a, b in zip(lazy, eager, strict=True):
+        np.testing.assert_array_equal(a.site_rows, b.site_rows)
+        np.testing.assert_array_equal(a.intensity, b.intensity)
+        np.testing.assert_array_equal(a.features, b.features)
