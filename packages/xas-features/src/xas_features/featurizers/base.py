@@ -77,3 +77,21 @@ def group_by_structure(structures: Sequence[Structure]) -> dict[int, list[int]]:
     for i, structure in enumerate(structures):
         groups.setdefault(id(structure), []).append(i)
     return groups
+
+
+def backend_version(module: str, distribution: str, extra: str) -> str:
+    """Installed version of an optional backend, read without importing it.
+
+    Raises the missing-extra error (naming ``xas-features[<extra>]``) when it is absent.
+    """
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    from xas_features.errors import missing_extra
+
+    if importlib.util.find_spec(module) is None:
+        raise missing_extra(module, extra)
+    try:
+        return version(distribution)
+    except PackageNotFoundError:  # pragma: no cover - importable but not installed
+        return "unknown"

@@ -15,17 +15,14 @@ structure.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xas_features.errors import FeaturizerError, missing_extra
-from xas_features.featurizers.base import check_sites, group_by_structure
+from xas_features.featurizers.base import backend_version, check_sites, group_by_structure
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -36,12 +33,7 @@ FEATURE_DIM = 64
 
 def _chgnet_version() -> str:
     """Installed chgnet version (read from package metadata, without importing chgnet)."""
-    if importlib.util.find_spec("chgnet") is None:
-        raise missing_extra("chgnet", "chgnet")
-    try:
-        return package_version("chgnet")
-    except PackageNotFoundError:  # pragma: no cover - importable but not installed
-        return "unknown"
+    return backend_version("chgnet", "chgnet", "chgnet")
 
 
 class _StopForward(Exception):

@@ -32,6 +32,7 @@ the ``MissingExtraError`` naming the ``soap`` extra.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -85,7 +86,7 @@ def _sorted_species(symbols: set[str] | Sequence[str]) -> list[str]:
         raise FeaturizerError(f"unknown element in species {sorted(symbols)}: {err}") from err
 
 
-class _DScribePCAFeaturizer:
+class _DScribePCAFeaturizer(ABC):
     """Shared machinery: raw dscribe descriptors + PCA fitted on training sites.
 
     Subclasses define ``name``, ``_settings()`` (descriptor settings that enter ``config``)
@@ -326,15 +327,18 @@ class _DScribePCAFeaturizer:
             self._descriptor_species = species
         return self._descriptor
 
+    @abstractmethod
     def _settings(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Descriptor settings of the subclass (part of ``config``)."""
 
     @classmethod
+    @abstractmethod
     def _setting_names(cls) -> tuple[str, ...]:
-        raise NotImplementedError
+        """Names of the subclass's descriptor settings."""
 
+    @abstractmethod
     def _make_descriptor(self, species: list[str]) -> Any:
-        raise NotImplementedError
+        """The dscribe descriptor object for ``species``."""
 
     def __repr__(self) -> str:
         fitted = f"dim={self.dim}" if self.fitted else "unfitted"

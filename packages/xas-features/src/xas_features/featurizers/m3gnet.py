@@ -22,18 +22,15 @@ by matgl), or a local model folder (``model.json``, ``model.pt``, ``state.pt``) 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xas_features.errors import FeaturizerError, missing_extra
-from xas_features.featurizers.base import check_sites, group_by_structure
+from xas_features.featurizers.base import backend_version, check_sites, group_by_structure
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -46,12 +43,7 @@ FEATURE_DIM = 64
 
 def _matgl_version() -> str:
     """Installed matgl version (read from package metadata, without importing matgl)."""
-    if importlib.util.find_spec("matgl") is None:
-        raise missing_extra("matgl", "m3gnet")
-    try:
-        return package_version("matgl")
-    except PackageNotFoundError:  # pragma: no cover - importable but not installed
-        return "unknown"
+    return backend_version("matgl", "matgl", "m3gnet")
 
 
 def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path | None:
