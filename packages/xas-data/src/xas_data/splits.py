@@ -69,7 +69,7 @@ def parse_site_id(site_id: str) -> tuple[str, int]:
 
 
 def read_split_file(path: str | Path) -> list[tuple[str, int]]:
-    """Read one id per line (``mp-XXX_SSS``) into (material id, site index) pairs."""
+    """Read one id per line (``<material>_<site>``, e.g. ``mp-1234_005``) into (material id, site index) pairs."""
     path = Path(path)
     if not path.is_file():
         raise XASDataError(f"{path}: split file not found")
