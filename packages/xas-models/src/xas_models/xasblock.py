@@ -1,0 +1,141 @@
+"""The OmniXAS "XAS block": an MLP mapping per-site features to a spectrum on a fixed grid.
+
+Architecture (for each width in ``hidden_widths``)::
+
+    Linear -> BatchNorm1d (optional) -> SiLU -> Dropout
+
+followed by a final ``Linear -> Softplus`` so predicted spectra are non-negative.
+
+Input: ``(batch, input_dim)`` float features of the absorbing site (e.g. M3GNet/ACSF/SOAP
+descriptors from xas-features). Output: ``(batch, output_dim)`` absorption coefficient mu(E)
+(arbitrary normalised units) at ``output_dim`` energy points of the model's energy grid
+(OmniXAS uses 141 points).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from torch import nn
+
+from xas_models.errors import ModelError
+from xas_models.registry import register_model
+
+#: Default hidden widths: two layers of 400. A reasonable generic starting point for
+#: descriptor-sized inputs (64-1000 features); per-element published models store their own tuned
+#: widths in their checkpoint config.
+DEFAULT_HIDDEN_WIDTHS: tuple[int, ...] = (400, 400)
+
+
+class XASBlockConfig(BaseModel):
+    """Validated hyper-parameters of :class:`XASBlock`. Unknown keys are rejected.
+
+    Attributes:
+        input_dim: number of features per site (> 0).
+        output_dim: number of energy points of the predicted spectrum (> 0), default 141.
+        hidden_widths: width of each hidden layer (each > 0; may be empty for a linear model),
+            default ``[400, 400]``.
+        dropout: dropout probability after each hidden activation, in [0, 1), default 0.5.
+        batchnorm: insert BatchNorm1d after each hidden Linear, default True.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_dim: int = Field(gt=0)
+    output_dim: int = Field(default=141, gt=0)
+    hidden_widths: list[int] = Field(default_factory=lambda: list(DEFAULT_HIDDEN_WIDTHS))
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    batchnorm: bool = True
+
+    @field_validator("hidden_widths")
+    @classmethod
+    def _positive_widths(cls, v: list[int]) -> list[int]:
+        bad = [w for w in v if w <= 0]
+        if bad:
+            raise ValueError(f"every hidden width must be > 0, got {bad}")
+        return v
+
+
+_FIELD_HINTS: dict[str, str] = {
+    "input_dim": "an integer > 0 (number of features per site)",
+    "output_dim": "an integer > 0 (number of energy points, default 141)",
+    "hidden_widths": "a list of integers > 0, e.g. [400, 400]",
+    "dropout": "a float in [0, 1), default 0.5",
+    "batchnorm": "true or false",
+}
+
+
+def _config_error(exc: ValidationError, model_name: str) -> ModelError:
+    """Turn a pydantic ValidationError into a ModelError naming each key and its allowed values."""
+    allowed = ", ".join(_FIELD_HINTS)
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
+        key = str(err["loc"][0]) if err["loc"] else ""
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r} (allowed keys: {allowed})")
+        elif err["type"] == "missing":
+            parts.append(f"missing key {loc!r}: expected {_FIELD_HINTS.get(key, 'a value')}")
+        else:
+            hint = _FIELD_HINTS.get(key, "a valid value")
+            parts.append(f"key {loc!r}: {err['msg']} (got {err.get('input')!r}); expected {hint}")
+    return ModelError(f"invalid {model_name} config: " + "; ".join(parts) + ". Fix the config.")
+
+
+@register_model("xasblock")
+class XASBlock(nn.Module):
+    """OmniXAS XAS-block MLP: ``(batch, input_dim)`` features -> ``(batch, output_dim)`` mu(E) >= 0."""
+
+    def __init__(self, config: XASBlockConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        width_in = config.input_dim
+        for width in config.hidden_widths:
+            layers.append(nn.Linear(width_in, width))
+            if config.batchnorm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.SiLU())
+            layers.append(nn.Dropout(config.dropout))
+            width_in = width
+        layers.append(nn.Linear(width_in, config.output_dim))
+        layers.append(nn.Softplus())
+        self.net = nn.Sequential(*layers)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | XASBlockConfig) -> XASBlock:
+        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
+        if isinstance(config, XASBlockConfig):
+            return cls(config)
+        if not isinstance(config, dict):
+            raise ModelError(
+                f"xasblock config must be a dict, got {type(config).__name__}; "
+                "pass e.g. {'input_dim': 64}"
+            )
+        try:
+            parsed = XASBlockConfig.model_validate(config)
+        except ValidationError as exc:
+            raise _config_error(exc, "xasblock") from None
+        return cls(parsed)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
+        return self.config.model_dump(mode="json")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict spectra.
+
+        Args:
+            x: ``(batch, input_dim)`` float features.
+
+        Returns:
+            ``(batch, output_dim)`` non-negative mu(E) on the model's energy grid.
+        """
+        if x.ndim != 2 or x.shape[1] != self.config.input_dim:
+            raise ModelError(
+                f"expected features of shape (batch, {self.config.input_dim}), got "
+                f"{tuple(x.shape)}; featurize with the featurizer this model was trained on"
+            )
+        return self.net(x)
