@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +17,9 @@ from xas_data.measured import (
 )
 
 
-def _shared_data_dir() -> Path:
-    """The shared data folder: $XAS_SHARED_DATA or ../shared/data beside the project root."""
-    env = os.environ.get("XAS_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    if not root.is_dir():
-        message = f"shared data folder {root} not found; set XAS_SHARED_DATA to it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
-
-
 @pytest.fixture
-def shared_dir() -> Path:
-    return _shared_data_dir()
+def shared_dir(shared_data: Path) -> Path:
+    return shared_data
 
 
 # --------------------------------------------------------------------------- real data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -16,23 +15,10 @@ from xas_data.registry import RegistryEntry, RegistryFile
 LOCAL_ENTRIES = ["omnixas-ml-arrays", "omnixas-cu-feff", "xaslib-k-edge", "lightshow-anatase"]
 
 
-def _shared_data_dir() -> Path:
-    """The shared data folder: $XAS_SHARED_DATA or ../shared/data beside the project root."""
-    env = os.environ.get("XAS_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    if not root.is_dir():
-        message = f"shared data folder {root} not found; set XAS_SHARED_DATA to it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return root
-
-
 @pytest.fixture
-def shared_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = _shared_data_dir()
-    monkeypatch.setenv("XAS_SHARED_DATA", str(root))
-    return root
+def shared_dir(monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> Path:
+    monkeypatch.setenv("XAS_SHARED_DATA", str(shared_data))
+    return shared_data
 
 
 def _file_url_overrides(entry: RegistryEntry, shared: Path) -> dict[str, list[str]]:
