@@ -95,3 +95,13 @@ def backend_version(module: str, distribution: str, extra: str) -> str:
         return version(distribution)
     except PackageNotFoundError:  # pragma: no cover - importable but not installed
         return "unknown"
+
+
+def require_ordered(structure: Structure, backend: str) -> None:
+    """Raise ``FeaturizerError`` for a structure with partially occupied sites."""
+    if not structure.is_ordered:
+        raise FeaturizerError(
+            f"{structure.composition.reduced_formula} has partially occupied sites; {backend} "
+            "needs an ordered structure (order it first, e.g. with pymatgen's "
+            "OrderDisorderedStructureTransformation)"
+        )

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xas_features.errors import FeaturizerError, missing_extra
-from xas_features.featurizers.base import backend_version, check_sites, group_by_structure
+from xas_features.featurizers.base import (
+    backend_version,
+    check_sites,
+    group_by_structure,
+    require_ordered,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -131,11 +136,7 @@ class CHGNetFeaturizer:
     def _check_structure(self, structure: Structure) -> None:
         """Ordered structure with every element in the model's embedding, else error."""
         formula = structure.composition.reduced_formula
-        if not structure.is_ordered:
-            raise FeaturizerError(
-                f"{formula} has partially occupied sites; CHGNet needs an ordered structure "
-                "(order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation)"
-            )
+        require_ordered(structure, "CHGNet")
         max_z = int(self.model.atom_embedding.embedding.num_embeddings)
         for site in structure:
             z = int(site.specie.Z)

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xas_features.errors import FeaturizerError, missing_extra
-from xas_features.featurizers.base import backend_version, check_sites, group_by_structure
+from xas_features.featurizers.base import (
+    backend_version,
+    check_sites,
+    group_by_structure,
+    require_ordered,
+)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -177,11 +182,7 @@ class M3GNetFeaturizer:
     def _check_structure(self, structure: Structure) -> None:
         """Ordered structure with every element known to the model, else FeaturizerError."""
         formula = structure.composition.reduced_formula
-        if not structure.is_ordered:
-            raise FeaturizerError(
-                f"{formula} has partially occupied sites; M3GNet needs an ordered structure "
-                "(order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation)"
-            )
+        require_ordered(structure, "M3GNet")
         known = set(self.model.element_types)
         for site in structure:
             symbol = site.specie.symbol
