@@ -443,13 +443,9 @@ class XASDataset:
         Spectra are written before site columns, so orphans are always at the group's end and
         point at site rows >= n_sites; removing them makes a re-run append them cleanly.
         """
-        rows = group["rows"][:]
-        n_valid = int(np.searchsorted(rows, self.n_sites)) if rows.size else 0
-        if rows.size and (np.any(rows[:n_valid] >= self.n_sites) or np.any(np.diff(rows) < 0)):
-            n_valid = (
-                int(np.argmax(rows >= self.n_sites)) if np.any(rows >= self.n_sites) else rows.size
-            )
-        if n_valid < rows.size:
+        orphan = group["rows"][:] >= self.n_sites
+        n_valid = int(np.argmax(orphan)) if orphan.any() else orphan.size
+        if n_valid < orphan.size:
             for key in group.array_keys():
                 if key != "energy":
                     array = group[key]
