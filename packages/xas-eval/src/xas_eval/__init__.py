@@ -1,5 +1,6 @@
 """xas-eval: spectral metrics (OmniXAS eta, win rates, energy-resolved improvement, RSE,
-Pearson, edge-energy error); reports and plots follow with the OmniXAS end-to-end issue."""
+Pearson, edge-energy error), a predictions file format, and the OmniXAS Table I report with
+plots (Matplotlib is imported only when plotting)."""
 
 from xas_eval.metrics import (
     baseline_prediction,
@@ -14,19 +15,26 @@ from xas_eval.metrics import (
     win_rate_energy,
     win_rate_spectra,
 )
+from xas_eval.predictions import Predictions, find_predictions
+from xas_eval.report import render_markdown, table_one, write_report
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Predictions",
     "baseline_prediction",
     "edge_energy",
     "edge_energy_error",
     "energy_improvement",
     "eta",
+    "find_predictions",
     "median_error",
     "pearson",
     "per_spectrum_mse",
+    "render_markdown",
     "rse",
+    "table_one",
     "win_rate_energy",
     "win_rate_spectra",
+    "write_report",
 ]

@@ -1,4 +1,4 @@
-"""``xas-eval``: evaluate and compare; reports and plots follow with the models."""
+"""``xas-eval``: evaluate and compare models and features; write OmniXAS reports."""
 
 from __future__ import annotations
 
@@ -51,3 +51,32 @@ def compare_features(
         typer.echo(
             f"{key:<44}{result.dim:>5}{result.alpha:>9.3g}{result.eta:>8.2f}{result.median_mse:>12.4g}"
         )
+
+
+@app.command("report")
+def report(
+    paths: Annotated[
+        list[Path], typer.Argument(help="predictions.npz files or folders searched recursively")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="folder for report.md and the plots")],
+    reference: Annotated[str, typer.Option(help="model label compared against")] = "expert",
+    candidate: Annotated[
+        str, typer.Option(help="model label compared with the reference")
+    ] = "tuned",
+) -> None:
+    """OmniXAS Table I report (report.md + PNG plots) from saved predictions.
+
+    Prints the Table I Markdown to stdout and the report path to stderr.
+    """
+    from xas_eval.predictions import find_predictions
+    from xas_eval.report import render_markdown, table_one, write_report
+
+    try:
+        preds = find_predictions(paths)
+        path = write_report(preds, out, reference=reference, candidate=candidate)
+        rows = table_one(preds, reference=reference, candidate=candidate)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(render_markdown(rows), nl=False)
+    typer.echo(f"report written to {path}", err=True)

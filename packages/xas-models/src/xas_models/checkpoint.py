@@ -87,12 +87,28 @@ class CheckpointMeta(BaseModel):
     config: dict[str, Any] | None = None
     package_versions: dict[str, str] = Field(default_factory=dict)
     energy_grid: EnergyGrid
+    energy_grids: dict[str, EnergyGrid] = Field(
+        default_factory=dict,
+        description="per-element grids of a multi-element (universal) model; output index k "
+        "of element X is at energy_grids[X].start + k * step eV",
+    )
     elements: list[str]
     edge: str = "K"
     fidelity: str
     featurizer: FeaturizerInfo
     training_data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+
+    def grid_for(self, element: str) -> EnergyGrid:
+        """The energy grid of ``element``'s predictions; ModelError if the model lacks it."""
+        if element in self.energy_grids:
+            return self.energy_grids[element]
+        if element in self.elements and (len(self.elements) == 1 or not self.energy_grids):
+            return self.energy_grid
+        raise ModelError(
+            f"this {self.architecture} model predicts {self.elements}, not {element!r}; "
+            "use a model trained on that element"
+        )
 
 
 def _model_config(model: nn.Module) -> dict[str, Any]:
@@ -139,6 +155,7 @@ def render_model_card(meta: CheckpointMeta) -> str:
         "## Energy grid",
         "",
         f"{meta.energy_grid.describe()}",
+        *[f"- {el}: {g.describe()}" for el, g in meta.energy_grids.items()],
         "",
         "## Training data",
         "",
@@ -280,7 +297,9 @@ def _check_featurizer(meta: CheckpointMeta, expected: str) -> None:
         )
 
 
-def _check_grid(meta: CheckpointMeta, expected: dict[str, Any] | EnergyGrid) -> None:
+def _check_grid(
+    meta: CheckpointMeta, expected: dict[str, Any] | EnergyGrid, element: str | None = None
+) -> None:
     try:
         grid = expected if isinstance(expected, EnergyGrid) else EnergyGrid.model_validate(expected)
     except ValidationError as exc:
@@ -288,10 +307,11 @@ def _check_grid(meta: CheckpointMeta, expected: dict[str, Any] | EnergyGrid) -> 
             f"expected_grid {expected!r} is not a valid grid ({exc.error_count()} errors); "
             "pass {'start': eV, 'step': eV, 'n_points': int}"
         ) from None
-    if not meta.energy_grid.matches(grid):
+    own = meta.energy_grid if element is None else meta.grid_for(element)
+    if not own.matches(grid):
         raise ModelError(
             f"energy grid mismatch: expected {grid.describe()}, checkpoint has "
-            f"{meta.energy_grid.describe()} (tolerance {GRID_TOLERANCE_EV:g} eV); interpolate "
+            f"{own.describe()} (tolerance {GRID_TOLERANCE_EV:g} eV); interpolate "
             "onto the checkpoint's grid or use a checkpoint on your grid"
         )
 
@@ -332,6 +352,7 @@ def load_checkpoint(
     folder: str | os.PathLike[str],
     expected_featurizer: str | None = None,
     expected_grid: dict[str, Any] | EnergyGrid | None = None,
+    element: str | None = None,
 ) -> tuple[nn.Module, CheckpointMeta]:
     """Load a checkpoint folder written by :func:`save_checkpoint`.
 
@@ -341,6 +362,7 @@ def load_checkpoint(
             mismatch is refused.
         expected_grid: ``{"start": eV, "step": eV, "n_points": int}`` of the caller's energy
             grid; refused unless start/step agree within 1e-6 eV and n_points is equal.
+        element: compare ``expected_grid`` with this element's grid (multi-element models).
 
     Returns:
         ``(model, meta)`` with the model on CPU in eval mode.
@@ -366,7 +388,7 @@ def load_checkpoint(
     if expected_featurizer is not None:
         _check_featurizer(meta, expected_featurizer)
     if expected_grid is not None:
-        _check_grid(meta, expected_grid)
+        _check_grid(meta, expected_grid, element)
     model = build_model(meta.architecture, meta.config)
     _load_weights(model, root / WEIGHTS_FILE, meta.architecture)
     model.eval()

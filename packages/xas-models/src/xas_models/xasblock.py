@@ -6,6 +6,10 @@ Architecture (for each width in ``hidden_widths``)::
 
 followed by a final ``Linear -> Softplus`` so predicted spectra are non-negative.
 
+Inputs are first standardised with the buffers ``input_mean`` and ``input_scale`` (identity
+until :meth:`XASBlock.set_input_scaling` is called), so a checkpoint carries its own feature
+scaling and consumes raw featurizer output.
+
 Input: ``(batch, input_dim)`` float features of the absorbing site (e.g. M3GNet/ACSF/SOAP
 descriptors from xas-features). Output: ``(batch, output_dim)`` absorption coefficient mu(E)
 (arbitrary normalised units) at ``output_dim`` energy points of the model's energy grid
@@ -103,6 +107,23 @@ class XASBlock(nn.Module):
         layers.append(nn.Linear(width_in, config.output_dim))
         layers.append(nn.Softplus())
         self.net = nn.Sequential(*layers)
+        self.register_buffer("input_mean", torch.zeros(config.input_dim))
+        self.register_buffer("input_scale", torch.ones(config.input_dim))
+
+    @torch.no_grad()
+    def set_input_scaling(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """Standardise inputs as ``(x - mean) / scale``; both ``(input_dim,)``, scale > 0."""
+        mean = torch.as_tensor(mean, dtype=self.input_mean.dtype).reshape(-1)
+        scale = torch.as_tensor(scale, dtype=self.input_scale.dtype).reshape(-1)
+        if mean.numel() != self.config.input_dim or scale.numel() != self.config.input_dim:
+            raise ModelError(
+                f"input scaling needs {self.config.input_dim} values, got mean {mean.numel()} "
+                f"and scale {scale.numel()}; compute them over the training features"
+            )
+        if not bool(torch.all(scale > 0)) or not bool(torch.all(torch.isfinite(mean))):
+            raise ModelError("input scale must be finite and > 0 and mean finite; floor the std")
+        self.input_mean.copy_(mean)
+        self.input_scale.copy_(scale)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | XASBlockConfig) -> XASBlock:
@@ -138,4 +159,4 @@ class XASBlock(nn.Module):
                 f"expected features of shape (batch, {self.config.input_dim}), got "
                 f"{tuple(x.shape)}; featurize with the featurizer this model was trained on"
             )
-        return self.net(x)
+        return self.net((x - self.input_mean) / self.input_scale)

@@ -1,0 +1,238 @@
+"""Training arrays from an xas-data store: features X, spectra Y and element labels per split.
+
+Everything is loaded into memory once (per-site MLP inputs are small: 10^4-10^5 sites of a few
+hundred floats), so epochs never touch the store. Multi-element (universal) data keeps each
+element's energy grid explicitly: output index ``k`` of element ``e`` is at
+``grids[e].start + k * grids[e].step`` eV, and all elements must share the number of points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xas_train.config import DataConfig
+from xas_train.errors import TrainError
+
+
+@dataclass
+class SplitArrays:
+    """One split of the training data.
+
+    Attributes:
+        x: features, float32 [N, D].
+        y: spectra, float32 [N, K].
+        element: absorbing element of each row, str [N].
+        site_ids: ``<material>_<site index>`` of each row, str [N].
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    element: np.ndarray
+    site_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, mask: np.ndarray) -> SplitArrays:
+        return SplitArrays(self.x[mask], self.y[mask], self.element[mask], self.site_ids[mask])
+
+    def only(self, element: str) -> SplitArrays:
+        return self.subset(self.element == element)
+
+
+@dataclass
+class TrainingData:
+    """Train/val/test arrays plus what a checkpoint must record about them.
+
+    Attributes:
+        grids: element -> ``(start eV, step eV, n_points)``.
+        energies: element -> energy grid (eV, float64 [K]).
+        feature_keys: the store keys concatenated into ``x``, in order.
+        featurizer: featurizer names joined by ``+``; ``featurizer_version`` likewise.
+    """
+
+    train: SplitArrays
+    val: SplitArrays
+    test: SplitArrays | None
+    elements: list[str]
+    fidelity: str
+    energies: dict[str, np.ndarray]
+    feature_keys: list[str]
+    featurizer: str
+    featurizer_version: str
+    dataset_name: str
+    dataset_path: str
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.train.x.shape[1])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.train.y.shape[1])
+
+    def grid(self, element: str) -> dict[str, float]:
+        """``{"start", "step", "n_points"}`` of ``element`` (eV)."""
+        e = self.energies[element]
+        return {"start": float(e[0]), "step": float(e[1] - e[0]), "n_points": int(e.size)}
+
+    def train_mean(self, element: str) -> np.ndarray:
+        """Mean training spectrum of ``element`` (the OmniXAS baseline), float64 [K]."""
+        return self.train.only(element).y.astype(np.float64).mean(axis=0)
+
+
+def open_dataset(spec: str):
+    """Open ``default`` (the shipped dataset) or a store path read-only."""
+    from xas_data import open_default_dataset
+    from xas_data.store import XASDataset
+
+    if spec == "default":
+        return open_default_dataset()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise TrainError(
+            f"dataset {spec!r} not found; set data.dataset to an xas-data store path or 'default'"
+        )
+    return XASDataset.open(path)
+
+
+def _feature_key(ds, name: str) -> str:
+    from xas_features.storage import find_features
+
+    try:
+        return find_features(ds, name)
+    except Exception as exc:  # FeaturizerError with the fix in its message
+        raise TrainError(str(exc)) from None
+
+
+def _material_holdout(site_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask holding out ``fraction`` of the materials (whole materials, seeded)."""
+    materials = np.array([s.rsplit("_", 1)[0] for s in site_ids])
+    unique = np.unique(materials)
+    rng = np.random.default_rng(seed)
+    n_out = max(1, round(fraction * unique.size))
+    if unique.size < 2:
+        raise TrainError(
+            f"cannot hold out validation materials from {unique.size} material(s); "
+            "add data or set data.val_split to a stored split"
+        )
+    held = set(rng.choice(unique, size=n_out, replace=False).tolist())
+    return np.array([m in held for m in materials])
+
+
+def _read_split(ds, element, fidelity, split, keys, drop_nonfinite) -> SplitArrays:
+    sel = ds.select(element, fidelity, split)
+    if len(sel) == 0:
+        d = len(keys)
+        return SplitArrays(
+            np.zeros((0, d), np.float32),
+            np.zeros((0, sel.energy.size), np.float32),
+            np.zeros(0, dtype="<U3"),
+            np.zeros(0, dtype="<U40"),
+        )
+    x = np.concatenate([sel.features(k) for k in keys], axis=1).astype(np.float32)
+    y = sel.intensities().astype(np.float32)
+    cols = sel.sites()
+    mids = ds.material_ids[cols["material"]]
+    site_ids = np.array([f"{m}_{int(i):03d}" for m, i in zip(mids, cols["index"], strict=True)])
+    ok = np.all(np.isfinite(x), axis=1)
+    if not ok.all():
+        if not drop_nonfinite:
+            raise TrainError(
+                f"{int((~ok).sum())} of {ok.size} {element} {fidelity} {split} sites have "
+                f"NaN/inf features in {keys}; featurize them again or set "
+                "data.drop_nonfinite: true"
+            )
+        x, y, site_ids = x[ok], y[ok], site_ids[ok]
+    return SplitArrays(x, y, np.full(len(y), element), site_ids)
+
+
+def _concat(parts: list[SplitArrays]) -> SplitArrays:
+    return SplitArrays(
+        np.concatenate([p.x for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.element for p in parts]),
+        np.concatenate([p.site_ids for p in parts]),
+    )
+
+
+def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
+    """Read the configured splits into memory, checking everything a run needs.
+
+    Raises:
+        TrainError: missing dataset/features/element/fidelity, empty training split,
+            non-finite features, or elements whose grids differ in length.
+    """
+    ds = open_dataset(config.dataset)
+    groups = ds.groups()
+    fidelities = sorted({f for _, f in groups})
+    if config.fidelity not in fidelities:
+        raise TrainError(
+            f"fidelity {config.fidelity!r} is not in {ds.path}; present: {fidelities}. "
+            "Set data.fidelity to one of them"
+        )
+    present = sorted(e for e, f in groups if f == config.fidelity)
+    elements = list(config.elements) if config.elements else present
+    missing = [e for e in elements if e not in present]
+    if missing:
+        raise TrainError(
+            f"element(s) {missing} have no {config.fidelity} spectra in {ds.path}; elements "
+            f"present at this fidelity: {present}. Fix data.elements"
+        )
+    keys = [_feature_key(ds, name) for name in config.features]
+    energies = {e: ds.select(e, config.fidelity).energy for e in elements}
+    sizes = {e: g.size for e, g in energies.items()}
+    if len(set(sizes.values())) > 1:
+        raise TrainError(
+            f"the elements' energy grids have different lengths {sizes}; one model predicts "
+            "one number of points; resample the data onto grids of equal length"
+        )
+
+    def read(split: str | None) -> SplitArrays | None:
+        if split is None:
+            return None
+        parts = [
+            _read_split(ds, e, config.fidelity, split, keys, config.drop_nonfinite)
+            for e in elements
+        ]
+        return _concat(parts)
+
+    train = read(config.train_split)
+    assert train is not None
+    empty = [e for e in elements if not np.any(train.element == e)]
+    if empty:
+        raise TrainError(
+            f"no {config.train_split!r} spectra for {empty} at {config.fidelity}; check the "
+            "store's splits (xas-data info) or choose other elements"
+        )
+    if config.val_split is None:
+        held = _material_holdout(train.site_ids, config.holdout_fraction, seed)
+        val, train = train.subset(held), train.subset(~held)
+    else:
+        val = read(config.val_split)
+        assert val is not None
+        if len(val) == 0:
+            raise TrainError(
+                f"the {config.val_split!r} split is empty for {elements} {config.fidelity}; "
+                "set data.val_split: null to hold out training materials instead"
+            )
+    test = read(config.test_split)
+    attrs = [ds.feature_attrs(k) for k in keys]
+    return TrainingData(
+        train=train,
+        val=val,
+        test=test,
+        elements=elements,
+        fidelity=config.fidelity,
+        energies=energies,
+        feature_keys=keys,
+        featurizer="+".join(a.get("featurizer", k) for a, k in zip(attrs, keys, strict=True)),
+        featurizer_version="+".join(str(a.get("version", "")) for a in attrs),
+        dataset_name=ds.name,
+        dataset_path=str(ds.path),
+        provenance={"splits": ds.attrs.get("splits", {})} if "splits" in ds.attrs else {},
+    )

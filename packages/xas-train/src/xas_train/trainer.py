@@ -1,0 +1,622 @@
+"""The trainer: one loop on ``deepspeed.initialize`` for one CPU, torchrun, the deepspeed
+launcher and many GPU nodes.
+
+Determinism across world sizes: each optimizer step takes a global batch of ``batch_size``
+rows from a seeded per-epoch permutation (the same on every rank) and cuts it into
+``world_size * grad_accum`` equal micro-batches; micro-batch ``j`` goes to rank
+``j % world_size`` at accumulation step ``j // world_size`` and its dropout masks come from a
+generator seeded by ``(seed, epoch, step, j)``. A single process with ``grad_accum = 2``
+therefore computes the same gradients as two ranks with ``grad_accum = 1``. BatchNorm running
+statistics are averaged over ranks after every epoch so all ranks hold one model.
+
+Resume: DeepSpeed checkpoints every ``checkpoint_every`` epochs carry the optimizer state, the
+early-stopping state, the best weights and the history; a killed run started again with the
+same config continues from the last checkpoint and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xas_train.config import RunConfig, dump_config
+from xas_train.data import SplitArrays, TrainingData, load_training_data
+from xas_train.distributed import DistInfo, all_reduce_mean_, barrier, setup_distributed
+from xas_train.errors import ConfigError, TrainError
+from xas_train.losses import make_loss
+from xas_train.tracking import Tracker
+
+Progress = Callable[[str], None]
+CHECKPOINT_DIR = "checkpoints"
+MODEL_DIR = "model"
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced (paths are inside ``run_dir``)."""
+
+    name: str
+    recipe: str
+    run_dir: str
+    model_dir: str
+    elements: list[str]
+    fidelity: str
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    resumed_from_epoch: int
+    lr: float
+    global_batch: int
+    world_size: int
+    seconds: float
+    samples_per_second: float
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    predictions: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    model_version: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+# --------------------------------------------------------------------------- model set-up
+def _xas_models():
+    import xas_models
+
+    return xas_models
+
+
+def build_initial_model(config: RunConfig, data: TrainingData) -> tuple[torch.nn.Module, str]:
+    """The model to train, fresh or initialised from ``config.init_from``; errors before training.
+
+    Returns:
+        ``(model, architecture name)``.
+    """
+    xm = _xas_models()
+    user = config.model.params()
+    for key in ("input_dim", "output_dim"):
+        if key in user:
+            raise ConfigError(
+                f"model.{key} is set by the data ({data.input_dim} features, "
+                f"{data.output_dim} points); remove it from the config"
+            )
+    if config.init_from:
+        try:
+            source, meta = xm.load_checkpoint(config.init_from)
+        except xm.ModelError as exc:
+            raise TrainError(f"init_from: {exc}") from None
+        wanted = config.model.architecture
+        if wanted and wanted != meta.architecture:
+            raise TrainError(
+                f"init_from {config.init_from!r} is a {meta.architecture!r} checkpoint but "
+                f"model.architecture is {wanted!r}; use a {wanted} checkpoint or drop "
+                "model.architecture"
+            )
+        key = "+".join(data.feature_keys)
+        if meta.featurizer.key and meta.featurizer.key != key:
+            raise TrainError(
+                f"init_from {config.init_from!r} was trained on features "
+                f"{meta.featurizer.key!r} but data.features gives {key!r}; use the same "
+                "featurizer (and settings) as the checkpoint"
+            )
+        params = {**(meta.config or {}), **user}
+        try:
+            model = xm.build_model(meta.architecture, params)
+            model.load_state_dict(source.state_dict(), strict=True)
+        except (xm.ModelError, RuntimeError) as exc:
+            raise TrainError(
+                f"model settings {user} do not fit the init_from checkpoint "
+                f"({meta.architecture}, {meta.config}): {exc}. Only change settings that keep "
+                "the weight shapes (e.g. dropout)"
+            ) from None
+        out_dim = (meta.config or {}).get("output_dim", data.output_dim)
+        if out_dim != data.output_dim:
+            raise TrainError(
+                f"init_from predicts {out_dim} points but the data has {data.output_dim}"
+            )
+        return model, str(meta.architecture)
+    arch = config.model.architecture or "xasblock"
+    params = {**user, "input_dim": data.input_dim, "output_dim": data.output_dim}
+    try:
+        model = xm.build_model(arch, params)
+    except xm.ModelError as exc:
+        raise ConfigError(str(exc)) from None
+    if config.data.standardize and hasattr(model, "set_input_scaling"):
+        x = data.train.x.astype(np.float64)
+        std = x.std(axis=0)
+        model.set_input_scaling(
+            torch.from_numpy(x.mean(axis=0)).float(),
+            torch.from_numpy(np.where(std > 1e-8, std, 1.0)).float(),
+        )
+    return model, arch
+
+
+# --------------------------------------------------------------------------- DeepSpeed set-up
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``fp32`` on CPU; on CUDA ``auto`` means bf16 where supported, else fp16."""
+    if requested == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if requested in ("fp16", "bf16") and device.type != "cuda":
+        raise ConfigError(
+            f"training.precision {requested!r} needs a GPU; use fp32 (or auto) on the CPU"
+        )
+    return requested
+
+
+def deepspeed_config(
+    config: RunConfig, dist: DistInfo, global_batch: int, precision: str
+) -> dict[str, Any]:
+    """The DeepSpeed JSON config for this run."""
+    t = config.training
+    micro = global_batch // (dist.world_size * t.grad_accum)
+    ds: dict[str, Any] = {
+        "train_batch_size": global_batch,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": t.grad_accum,
+        "gradient_clipping": float(t.grad_clip),
+        "zero_optimization": {"stage": t.zero_stage},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+        "zero_allow_untested_optimizer": True,
+    }
+    if precision == "bf16":
+        ds["bf16"] = {"enabled": True}
+    elif precision == "fp16":
+        ds["fp16"] = {"enabled": True, "initial_scale_power": 12}
+    return ds
+
+
+def effective_global_batch(config: RunConfig, n_train: int, world_size: int) -> int:
+    """``batch_size``, shrunk to the training-set size (a multiple of ranks x accumulation)."""
+    unit = world_size * config.training.grad_accum
+    batch = config.training.batch_size
+    if batch % unit:
+        raise ConfigError(
+            f"training.batch_size {batch} must be divisible by world_size x grad_accum = "
+            f"{world_size} x {config.training.grad_accum}; choose a multiple of {unit}"
+        )
+    if n_train < batch:
+        batch = (n_train // unit) * unit
+    if batch // unit < 2:
+        raise TrainError(
+            f"{n_train} training spectra give micro-batches of {batch // unit} per rank "
+            f"(world size {world_size}, grad_accum {config.training.grad_accum}); BatchNorm "
+            "needs at least 2: add data, use fewer ranks or lower grad_accum"
+        )
+    return batch
+
+
+def _mix_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), identical on every rank."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h ^= (int(p) + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2)) & 0xFFFFFFFFFFFFFFFF
+        h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+def _sync_buffers(module: torch.nn.Module, world_size: int) -> None:
+    if world_size == 1:
+        return
+    for buf in module.buffers():
+        if buf.dtype.is_floating_point:
+            all_reduce_mean_(buf.data, world_size)
+
+
+@torch.no_grad()
+def predict_array(
+    module: torch.nn.Module, x: np.ndarray, device: torch.device, chunk: int = 4096
+) -> np.ndarray:
+    """Predictions of ``module`` in eval mode for features ``x`` [N, D] -> float32 [N, K]."""
+    was_training = module.training
+    module.eval()
+    dtype = next(module.parameters()).dtype
+    out = []
+    for i in range(0, len(x), chunk):
+        xb = torch.from_numpy(x[i : i + chunk]).to(device=device, dtype=dtype)
+        out.append(module(xb).float().cpu().numpy())
+    module.train(was_training)
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- run bookkeeping
+def _tags(config: RunConfig, data: TrainingData) -> dict[str, str]:
+    return {
+        "recipe": config.recipe,
+        "elements": ",".join(data.elements),
+        "element": data.elements[0] if len(data.elements) == 1 else "all",
+        "fidelity": data.fidelity,
+        "features": "+".join(data.feature_keys),
+        "dataset": data.dataset_name,
+        "init_from": config.init_from or "",
+        **config.mlflow.tags,
+    }
+
+
+def _check_resume(run_dir: Path, config: RunConfig, fresh: bool) -> bool:
+    """True when ``run_dir`` holds checkpoints of this very config to resume from."""
+    ckpt = run_dir / CHECKPOINT_DIR
+    marker = run_dir / "run.json"
+    if fresh and run_dir.exists():
+        shutil.rmtree(ckpt, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        return False
+    if not (ckpt / "latest").is_file():
+        return False
+    stored = json.loads(marker.read_text()) if marker.is_file() else {}
+    if stored.get("fingerprint") != config.fingerprint():
+        raise TrainError(
+            f"{run_dir} holds checkpoints of a different config (fingerprint "
+            f"{stored.get('fingerprint')} vs {config.fingerprint()}); choose another name / "
+            "output_dir, or pass --fresh to start over"
+        )
+    return True
+
+
+def _prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    tags = sorted(p for p in ckpt_dir.iterdir() if p.is_dir() and p.name.startswith("epoch"))
+    for old in tags[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _evaluate_and_save(
+    config: RunConfig,
+    data: TrainingData,
+    module: torch.nn.Module,
+    arch: str,
+    device: torch.device,
+    run_id: str | None,
+    extra_meta: dict[str, Any],
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Predict the test split (val if there is none), write predictions and the checkpoint."""
+    from xas_eval.predictions import Predictions
+
+    xm = _xas_models()
+    run_dir = config.run_dir
+    eval_split = data.test if data.test is not None and len(data.test) else data.val
+    split_name = (
+        config.data.test_split if eval_split is data.test else (config.data.val_split or "holdout")
+    )
+    metrics: dict[str, dict[str, float]] = {}
+    paths: list[str] = []
+    pred_dir = run_dir / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for element in data.elements:
+        part: SplitArrays = eval_split.only(element)
+        if len(part) == 0:
+            continue
+        preds = Predictions(
+            y_true=part.y.astype(np.float64),
+            y_pred=predict_array(module, part.x, device).astype(np.float64),
+            y_train_mean=data.train_mean(element),
+            energy=data.energies[element],
+            site_ids=part.site_ids,
+            model=config.recipe,
+            element=element,
+            fidelity=data.fidelity,
+            split=str(split_name),
+            features="+".join(data.feature_keys),
+            run_id=run_id or "",
+            extra={"run": config.name, "n_train": int((data.train.element == element).sum())},
+        )
+        path = preds.save(pred_dir / f"{element}_{data.fidelity}" / "predictions.npz")
+        paths.append(str(path))
+        metrics[element] = {k: float(v) for k, v in preds.metrics().items()}
+    grids = {e: xm.EnergyGrid(**data.grid(e)) for e in data.elements}
+    meta = xm.CheckpointMeta(
+        energy_grid=grids[data.elements[0]],
+        energy_grids=grids if len(grids) > 1 else {},
+        elements=data.elements,
+        fidelity=data.fidelity,
+        featurizer=xm.FeaturizerInfo(
+            name=data.featurizer,
+            version=data.featurizer_version,
+            key="+".join(data.feature_keys),
+        ),
+        training_data={
+            "dataset": data.dataset_name,
+            "fidelity": data.fidelity,
+            "elements": data.elements,
+            "n_train": len(data.train),
+            "n_val": len(data.val),
+            "n_test": 0 if data.test is None else len(data.test),
+            "splits": {
+                "train": config.data.train_split,
+                "val": config.data.val_split or f"holdout {config.data.holdout_fraction}",
+                "test": config.data.test_split,
+            },
+            "recipe": config.recipe,
+            "init_from": config.init_from,
+            "mlflow_run_id": run_id,
+            **extra_meta,
+        },
+        metrics={f"{el}/{k}": round(v, 6) for el, m in metrics.items() for k, v in m.items()}
+        | {"eval_split": str(split_name)},
+    )
+    module.eval()
+    xm.save_checkpoint(run_dir / MODEL_DIR, module, meta, overwrite=True)
+    return metrics, paths
+
+
+# --------------------------------------------------------------------------- the loop
+def train(
+    config: RunConfig,
+    *,
+    parent_run_id: str | None = None,
+    progress: Progress | None = print,
+    fresh: bool = False,
+    epoch_callback: Callable[[int, float], None] | None = None,
+    data: TrainingData | None = None,
+) -> TrainResult:
+    """Train one run as configured; resumable; returns the :class:`TrainResult`.
+
+    Args:
+        config: the validated run config.
+        parent_run_id: MLflow parent run (cascade, tuning).
+        progress: where progress lines go (rank 0 only); ``None`` for silence.
+        fresh: discard existing checkpoints of this run instead of resuming.
+        epoch_callback: called as ``(epoch, val_loss)`` after every epoch on every rank (e.g.
+            Optuna pruning); an exception raised there ends the run (MLflow status KILLED).
+        data: pre-loaded training data (else read from ``config.data``).
+
+    Raises:
+        ConfigError / TrainError: before training starts, for bad configs, data or checkpoints.
+    """
+    t_start = time.perf_counter()
+    t = config.training
+    loss_fn = make_loss(t.loss, t.loss_params)
+    if data is None:
+        data = load_training_data(config.data, seed=t.seed)
+    torch.manual_seed(t.seed)
+    model, arch = build_initial_model(config, data)
+
+    dist = setup_distributed()
+    say: Progress = (progress or (lambda _m: None)) if dist.is_main else (lambda _m: None)
+    precision = resolve_precision(t.precision, dist.device)
+    global_batch = effective_global_batch(config, len(data.train), dist.world_size)
+    if global_batch != t.batch_size:
+        say(
+            f"[{config.name}] batch_size {t.batch_size} > {len(data.train)} spectra: using {global_batch}"
+        )
+    run_dir = config.run_dir
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    resume = _check_resume(run_dir, config, fresh) if dist.is_main else False
+    flag = torch.tensor([int(resume)])
+    if dist.world_size > 1:
+        barrier()
+        torch.distributed.broadcast(flag, 0)
+    resume = bool(flag.item())
+
+    lr = t.lr
+    if t.lr_finder and not resume:
+        from xas_train.lr_finder import find_lr
+
+        found = find_lr(model, data.train.x, data.train.y, loss_fn, global_batch, seed=t.seed)
+        lr = found.suggestion
+        say(f"[{config.name}] learning-rate finder suggests lr = {lr:.3g}")
+
+    import deepspeed
+
+    opt_cls = torch.optim.Adam if t.optimizer == "adam" else torch.optim.AdamW
+    optimizer = opt_cls(model.parameters(), lr=lr, weight_decay=t.weight_decay)
+    engine, optimizer, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        config=deepspeed_config(config, dist, global_batch, precision),
+    )
+    device = engine.device
+    dtype = next(engine.module.parameters()).dtype
+    x_train = torch.from_numpy(data.train.x).to(device=device, dtype=dtype)
+    y_train = torch.from_numpy(data.train.y).to(device=device, dtype=torch.float32)
+    x_val, y_val = data.val.x, torch.from_numpy(data.val.y)
+
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_val_loss": math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "best_state": None,
+        "history": [],
+        "lr": lr,
+        "mlflow_run_id": None,
+    }
+    if resume:
+        _, client = engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True)
+        if client is None:
+            raise TrainError(f"cannot read the checkpoint in {ckpt_dir}; rerun with --fresh")
+        state.update({k: client[k] for k in state if k in client})
+        lr = state["lr"]
+        say(f"[{config.name}] resumed from {ckpt_dir} at epoch {state['epoch']}")
+    resumed_from = int(state["epoch"])
+
+    tracker = Tracker(
+        config.tracking_uri(), config.mlflow.experiment, config.mlflow.enabled and dist.is_main
+    )
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "run.json", {"fingerprint": config.fingerprint()})
+        (run_dir / "config.yaml").write_text(dump_config(config))
+        run_id = tracker.start(
+            config.name, _tags(config, data), parent_run_id, state["mlflow_run_id"]
+        )
+        state["mlflow_run_id"] = run_id
+        if not resume:
+            tracker.log_params(
+                config.to_dict()
+                | {
+                    "resolved": {
+                        "lr": lr,
+                        "global_batch": global_batch,
+                        "world_size": dist.world_size,
+                        "precision": precision,
+                        "architecture": arch,
+                        "n_train": len(data.train),
+                        "n_val": len(data.val),
+                        "input_dim": data.input_dim,
+                        "n_parameters": sum(p.numel() for p in model.parameters()),
+                    }
+                }
+            )
+            tracker.log_text(dump_config(config), "config.yaml")
+    say(
+        f"[{config.name}] {config.recipe} {','.join(data.elements)} {data.fidelity}: "
+        f"{len(data.train)} train / {len(data.val)} val spectra, {data.input_dim} features, "
+        f"batch {global_batch} on {dist.world_size} rank(s) ({dist.backend}, {precision})"
+    )
+
+    n_train = len(data.train)
+    steps = n_train // global_batch
+    micro = global_batch // (dist.world_size * t.grad_accum)
+    samples_seen = 0
+    t_loop = time.perf_counter()
+    status = "FAILED"
+    stopped_early = False
+    try:
+        epoch = int(state["epoch"])
+        while epoch < t.max_epochs:
+            engine.train()
+            perm = np.random.default_rng(_mix_seed(t.seed, epoch)).permutation(n_train)
+            loss_sum = torch.zeros(1, dtype=torch.float64)
+            for step in range(steps):
+                batch_idx = perm[step * global_batch : (step + 1) * global_batch]
+                for acc in range(t.grad_accum):
+                    j = acc * dist.world_size + dist.rank
+                    rows = torch.from_numpy(batch_idx[j * micro : (j + 1) * micro])
+                    torch.manual_seed(_mix_seed(t.seed, epoch, step, j))
+                    pred = engine(x_train[rows])
+                    loss = loss_fn(pred.float(), y_train[rows])
+                    engine.backward(loss)
+                    engine.step()
+                    loss_sum += loss.detach().double().cpu() * micro
+            samples_seen += steps * global_batch
+            _sync_buffers(engine.module, dist.world_size)
+            all_reduce_mean_(loss_sum, dist.world_size)
+            train_loss = float(loss_sum.item()) * dist.world_size / (steps * global_batch)
+            pred_val = torch.from_numpy(predict_array(engine.module, x_val, device))
+            val_loss = float(loss_fn(pred_val, y_val))
+            val_mse = float(torch.mean((pred_val - y_val) ** 2))
+            epoch += 1
+            improved = val_loss < state["best_val_loss"] - t.min_delta
+            if improved:
+                state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = (
+                    val_loss,
+                    epoch,
+                    0,
+                )
+                state["best_state"] = {
+                    k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()
+                }
+            else:
+                state["bad_epochs"] += 1
+            record = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_mse": val_mse,
+            }
+            state["history"].append(record)
+            state["epoch"] = epoch
+            tracker.log_metrics(
+                {
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "val_mse": val_mse,
+                    "best_val_loss": state["best_val_loss"],
+                },
+                step=epoch,
+            )
+            if epoch_callback is not None:
+                epoch_callback(epoch, val_loss)
+            stop = state["bad_epochs"] >= t.patience
+            if epoch == 1 or epoch % 25 == 0 or stop or epoch == t.max_epochs:
+                say(
+                    f"[{config.name}] epoch {epoch:4d}  train {train_loss:.4g}  val {val_loss:.4g}"
+                    f"  best {state['best_val_loss']:.4g} @ {state['best_epoch']}"
+                )
+            if t.checkpoint_every and epoch % t.checkpoint_every == 0 and not stop:
+                engine.save_checkpoint(str(ckpt_dir), tag=f"epoch{epoch:06d}", client_state=state)
+                barrier()
+                if dist.is_main:
+                    _prune_checkpoints(ckpt_dir, t.keep_checkpoints)
+            if stop:
+                stopped_early = True
+                say(f"[{config.name}] early stop: no improvement for {t.patience} epochs")
+                break
+        loop_seconds = time.perf_counter() - t_loop
+        if state["best_state"] is not None:
+            engine.module.load_state_dict(state["best_state"])
+        metrics: dict[str, dict[str, float]] = {}
+        paths: list[str] = []
+        version = None
+        if dist.is_main:
+            metrics, paths = _evaluate_and_save(
+                config,
+                data,
+                engine.module,
+                arch,
+                device,
+                state["mlflow_run_id"],
+                {"global_batch": global_batch, "best_epoch": state["best_epoch"]},
+            )
+            _write_json(run_dir / "history.json", state["history"])
+            for el, m in metrics.items():
+                tracker.log_metrics({f"test_{k}_{el}": v for k, v in m.items()}, step=epoch)
+            tracker.log_metrics(
+                {"best_epoch": state["best_epoch"], "epochs_run": epoch}, step=epoch, flush=True
+            )
+            tracker.log_artifacts(run_dir / MODEL_DIR, MODEL_DIR)
+            tracker.log_artifacts(run_dir / "predictions", "predictions")
+            if config.mlflow.register_model:
+                name = config.mlflow.registered_name or config.name
+                version = tracker.register(name, MODEL_DIR)
+        status = "FINISHED"
+    finally:
+        if dist.is_main:
+            tracker.end(status if status == "FINISHED" else "KILLED")
+    barrier()
+    result = TrainResult(
+        name=config.name,
+        recipe=config.recipe,
+        run_dir=str(run_dir),
+        model_dir=str(run_dir / MODEL_DIR),
+        elements=data.elements,
+        fidelity=data.fidelity,
+        best_epoch=int(state["best_epoch"]),
+        best_val_loss=float(state["best_val_loss"]),
+        epochs_run=epoch,
+        stopped_early=stopped_early,
+        resumed_from_epoch=resumed_from,
+        lr=float(lr),
+        global_batch=global_batch,
+        world_size=dist.world_size,
+        seconds=time.perf_counter() - t_start,
+        samples_per_second=samples_seen / max(loop_seconds, 1e-9),
+        metrics=metrics,
+        predictions=paths,
+        run_id=state["mlflow_run_id"],
+        model_version=version,
+    )
+    if dist.is_main:
+        _write_json(run_dir / "result.json", asdict(result))
+    return result
