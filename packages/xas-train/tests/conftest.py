@@ -32,8 +32,8 @@ def toy_spectra(x: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 
 def make_toy_store(path: Path, n_per_element: int = 60, seed: int = 0) -> Path:
-    """Cu and Ni FEFF groups, one site per material, 70/15/15 split by material, features
-    ``toy`` (8 dims) from which the spectra follow exactly."""
+    """Cu and Ni FEFF groups plus Cu VASP, one site per material, 70/15/15 split by material,
+    features ``toy`` (8 dims) from which the spectra follow exactly."""
     rng = np.random.default_rng(seed)
     ds = XASDataset.create(path, "toy", chunk_rows=16)
     elements = {"Cu": 8983.0, "Ni": 8333.0}
@@ -65,6 +65,17 @@ def make_toy_store(path: Path, n_per_element: int = 60, seed: int = 0) -> Path:
             splits=list(splits),
         )
         xs.append(x)
+        if element == "Cu":  # a second, "higher" fidelity: sharper and shifted spectra
+            ds.append_spectra(
+                element,
+                "VASP",
+                energy,
+                mids,
+                [0] * n_per_element,
+                1.1 * toy_spectra(x + 0.2, energy),
+                splits=list(splits),
+            )
+            xs.append(x)
     values = ds.create_features(
         "toy-v1-0000", TOY_DIM, attrs={"featurizer": "toy", "version": "1", "complete": True}
     )

@@ -98,5 +98,194 @@ def lr_find(config: ConfigArg, set_: SetOpt = None) -> None:
     typer.echo(f"suggested lr: {result.suggestion:.3g}")
 
 
+@app.command()
+def cascade(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    fidelity: Annotated[list[str] | None, typer.Option(help="restrict to fidelities")] = None,
+    element: Annotated[list[str] | None, typer.Option(help="restrict to elements")] = None,
+    base_fidelity: Annotated[
+        str | None, typer.Option(help="fidelity of the universal model")
+    ] = None,
+    tuned: Annotated[
+        list[str] | None,
+        typer.Option(help="override for tuned/cross-fidelity runs, e.g. model.dropout=0"),
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="retrain runs that already finished")] = False,
+) -> None:
+    """The OmniXAS cascade: experts, universal and tuned models for every element and
+    fidelity, cross-fidelity fine-tuning, then the Table-I report."""
+    import yaml
+
+    from xas_train.cascade import run_cascade
+    from xas_train.config import load_config
+    from xas_train.errors import TrainError
+
+    try:
+        cfg = load_config(config, set_)
+        overrides = {}
+        for item in tuned or []:
+            key, _, value = item.partition("=")
+            overrides[key] = yaml.safe_load(value)
+        result = run_cascade(
+            cfg,
+            fidelities=fidelity,
+            elements=element,
+            base_fidelity=base_fidelity,
+            tuned_overrides=overrides,
+            fresh=fresh,
+        )
+    except TrainError as exc:
+        _fail(exc)
+        return
+    typer.echo(result.table_markdown)
+    typer.echo(f"summary: {result.summary_path}\nreport: {result.report_path}")
+
+
+@app.command()
+def tune(
+    config: ConfigArg,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="number of Optuna trials")] = 20,
+    set_: SetOpt = None,
+    space: Annotated[
+        Path | None, typer.Option(help="search space YAML (default: built in)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="sampler seed")] = 0,
+    trial_max_epochs: Annotated[int | None, typer.Option(help="cap epochs per trial")] = None,
+    timeout: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (resumable)")] = None,
+) -> None:
+    """Hyper-parameter search with Optuna (TPE on validation loss, median pruning); each
+    trial is an MLflow child run; the best config is written as YAML."""
+    from xas_train.config import load_config
+    from xas_train.errors import TrainError
+    from xas_train.tune import tune as run_tune
+
+    try:
+        cfg = load_config(config, set_)
+        result = run_tune(
+            cfg,
+            trials,
+            space=space,
+            seed=seed,
+            timeout_s=timeout,
+            trial_max_epochs=trial_max_epochs,
+            study_storage=storage,
+        )
+    except (TrainError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"best val loss {result.best_value:.5g} with {result.best_params}")
+    typer.echo(f"best config: {result.best_config_path}")
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option(help="working folder")] = Path("runs/quickstart"),
+    zoo: Annotated[Path, typer.Option(help="model zoo folder to publish into")] = Path("model-zoo"),
+    featurizer: Annotated[str, typer.Option(help="site featurizer")] = "chgnet",
+    max_epochs: Annotated[int | None, typer.Option(help="cap epochs per run")] = None,
+    no_publish: Annotated[bool, typer.Option(help="do not publish to the zoo")] = False,
+    fresh: Annotated[bool, typer.Option(help="retrain everything")] = False,
+) -> None:
+    """The main job on the shipped default dataset: featurize with CHGNet, run the cascade,
+    evaluate on the test split, print Table I, log to MLflow and publish to the model zoo."""
+    from xas_train.errors import TrainError
+    from xas_train.quickstart import quickstart as run_quickstart
+
+    try:
+        result = run_quickstart(
+            out,
+            None if no_publish else zoo,
+            featurizer=featurizer,
+            max_epochs=max_epochs,
+            fresh=fresh,
+        )
+    except TrainError as exc:
+        _fail(exc)
+        return
+    cas = result.cascade
+    typer.echo("")
+    typer.echo(cas.table_markdown)
+    trained = sum(r.status == "trained" for r in cas.runs)
+    skipped = [r for r in cas.runs if r.status == "skipped"]
+    typer.echo(
+        f"{len(cas.runs)} runs ({trained} trained, {len(cas.runs) - trained - len(skipped)} "
+        f"reused, {len(skipped)} skipped) in {result.seconds / 60:.1f} min"
+    )
+    for r in skipped:
+        typer.echo(f"  skipped {r.name}: {r.reason}")
+    typer.echo(f"report: {cas.report_path}")
+    typer.echo(f"MLflow: mlflow ui --backend-store-uri sqlite:///{(out / 'mlflow.db').resolve()}")
+    for entry in result.published:
+        typer.echo(f"zoo: {entry['name']} {entry['version']} ({entry['path']})")
+
+
+@app.command()
+def publish(
+    source: Annotated[str, typer.Argument(help="checkpoint folder, run folder or MLflow run id")],
+    name: Annotated[str, typer.Option(help="model name in the zoo")],
+    version: Annotated[str, typer.Option(help="semantic version, e.g. 0.1.0")],
+    zoo: Annotated[Path, typer.Option(help="model zoo folder")] = Path("model-zoo"),
+    overwrite: Annotated[bool, typer.Option(help="replace an existing name/version")] = False,
+    license: Annotated[str, typer.Option(help="license of the weights")] = "BSD-3-Clause",
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI for run ids")] = None,
+) -> None:
+    """Publish a checkpoint into the model zoo (files + sha256 in index.json)."""
+    from xas_train.errors import TrainError
+    from xas_train.publish import publish as do_publish
+
+    try:
+        entry = do_publish(
+            source,
+            zoo,
+            name,
+            version,
+            overwrite=overwrite,
+            license=license,
+            tracking_uri=tracking_uri,
+        )
+    except TrainError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"published {name} {version} -> {zoo / entry['path']}")
+
+
+@app.command()
+def slurm(
+    config: ConfigArg,
+    nodes: Annotated[int, typer.Option(help="number of nodes")] = 1,
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node (0: CPU nodes)")] = 4,
+    launcher: Annotated[str, typer.Option(help="torchrun or deepspeed")] = "torchrun",
+    time_limit: Annotated[str, typer.Option("--time", help="wall time HH:MM:SS")] = "04:00:00",
+    partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account")] = None,
+    cpus_per_task: Annotated[int, typer.Option(help="CPUs per node task")] = 8,
+    env_setup: Annotated[
+        list[str] | None, typer.Option(help="shell line run first, e.g. 'module load cuda'")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="script path")] = Path("train.sbatch"),
+) -> None:
+    """Write an sbatch script that trains CONFIG on N nodes (submit it with sbatch)."""
+    from xas_train.slurm import SlurmOptions, write_sbatch
+
+    try:
+        options = SlurmOptions(
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
+            launcher=launcher,
+            time=time_limit,
+            partition=partition,
+            account=account,
+            cpus_per_task=cpus_per_task,
+            env_setup=tuple(env_setup or ()),
+        )
+        path = write_sbatch(config, options, out)
+    except ValueError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"wrote {path}; submit with: sbatch {path}")
+
+
 if __name__ == "__main__":
     app()

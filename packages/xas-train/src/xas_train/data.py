@@ -127,7 +127,7 @@ def _material_holdout(site_ids: np.ndarray, fraction: float, seed: int) -> np.nd
 def _read_split(ds, element, fidelity, split, keys, drop_nonfinite) -> SplitArrays:
     sel = ds.select(element, fidelity, split)
     if len(sel) == 0:
-        d = len(keys)
+        d = sum(int(ds.root[f"features/{k}/values"].shape[1]) for k in keys)
         return SplitArrays(
             np.zeros((0, d), np.float32),
             np.zeros((0, sel.energy.size), np.float32),

@@ -294,10 +294,10 @@ def _evaluate_and_save(
 
     xm = _xas_models()
     run_dir = config.run_dir
-    eval_split = data.test if data.test is not None and len(data.test) else data.val
-    split_name = (
-        config.data.test_split if eval_split is data.test else (config.data.val_split or "holdout")
-    )
+    # the test split when one is configured (elements without test rows get no predictions);
+    # the validation split only when the config names no test split
+    eval_split = data.test if data.test is not None else data.val
+    split_name = config.data.test_split or config.data.val_split or "holdout"
     metrics: dict[str, dict[str, float]] = {}
     paths: list[str] = []
     pred_dir = run_dir / "predictions"

@@ -1,0 +1,178 @@
+"""Publish checkpoints into a model zoo folder with a schema-versioned ``index.json``.
+
+Layout::
+
+    <zoo>/index.json                      {"schema_version": 1, "models": [entry, ...]}
+    <zoo>/<name>/<version>/model.json     the checkpoint (xas_models format)
+    <zoo>/<name>/<version>/model.safetensors
+    <zoo>/<name>/<version>/README.md      model card
+
+Each index entry records name, version, architecture, task, elements, edge, fidelity,
+featurizer, energy grids, training data, metrics, license, the MLflow run id and the sha256 of
+every file. The index is rewritten atomically under an exclusive lock, so concurrent
+publishers never lose an entry; publishing an existing name/version needs ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from xas_train.errors import TrainError
+
+INDEX_FILE = "index.json"
+INDEX_SCHEMA_VERSION = 1
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_VERSION_RE = re.compile(r"^\d+\.\d+\.\d+([.-][0-9A-Za-z.]+)?$")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_index(zoo_dir: str | Path) -> dict[str, Any]:
+    """The zoo index (an empty one when the zoo has none yet)."""
+    path = Path(zoo_dir) / INDEX_FILE
+    if not path.is_file():
+        return {"schema_version": INDEX_SCHEMA_VERSION, "models": []}
+    index = json.loads(path.read_text(encoding="utf-8"))
+    if index.get("schema_version") != INDEX_SCHEMA_VERSION:
+        raise TrainError(
+            f"{path} has schema_version {index.get('schema_version')!r}; this xas-train writes "
+            f"{INDEX_SCHEMA_VERSION}. Upgrade xas-train or publish into another zoo folder"
+        )
+    return index
+
+
+@contextmanager
+def _locked(zoo_dir: Path):
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    with (zoo_dir / ".index.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_index(zoo_dir: Path, index: dict[str, Any]) -> None:
+    index["models"].sort(key=lambda e: (e["name"], e["version"]))
+    fd, tmp = tempfile.mkstemp(dir=zoo_dir, prefix=".index.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(index, indent=2) + "\n")
+    os.replace(tmp, zoo_dir / INDEX_FILE)
+
+
+def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> Path:
+    """A checkpoint folder from a folder, a run folder (``<run>/model``) or an MLflow run id
+    (``runs:/<id>`` or the 32-hex id; downloaded from ``tracking_uri``)."""
+    text = str(source)
+    path = Path(text)
+    if (path / "model.json").is_file():
+        return path
+    if (path / "model" / "model.json").is_file():
+        return path / "model"
+    run_id = text.removeprefix("runs:/").split("/")[0]
+    if re.fullmatch(r"[0-9a-f]{32}", run_id):
+        from mlflow.tracking import MlflowClient
+
+        dst = Path(tempfile.mkdtemp(prefix="xas-publish-"))
+        try:
+            local = MlflowClient(tracking_uri=tracking_uri).download_artifacts(
+                run_id, "model", str(dst)
+            )
+        except Exception as exc:
+            raise TrainError(
+                f"cannot download the model of MLflow run {run_id} from {tracking_uri!r}: {exc}"
+            ) from None
+        return Path(local)
+    raise TrainError(
+        f"{text!r} is neither a checkpoint folder (with model.json), a run folder, nor an "
+        "MLflow run id; pass one of these"
+    )
+
+
+def publish(
+    source: str | Path,
+    zoo_dir: str | Path,
+    name: str,
+    version: str,
+    *,
+    overwrite: bool = False,
+    license: str = "BSD-3-Clause",
+    task: str = "forward",
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Copy a checkpoint into ``<zoo>/<name>/<version>`` and add it to the index.
+
+    Returns the index entry. Raises TrainError for a bad name/version, an unreadable
+    checkpoint, or an existing name/version without ``overwrite``.
+    """
+    from xas_models import load_checkpoint
+
+    if not _NAME_RE.match(name):
+        raise TrainError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+    if not _VERSION_RE.match(version):
+        raise TrainError(f"version {version!r} must look like 1.2.3 (semantic version)")
+    ckpt = resolve_checkpoint(source, tracking_uri)
+    try:
+        _, meta = load_checkpoint(ckpt)
+    except Exception as exc:
+        raise TrainError(f"cannot publish {ckpt}: {exc}") from None
+    zoo = Path(zoo_dir)
+    rel = Path(name) / version
+    with _locked(zoo):
+        index = read_index(zoo)
+        exists = any(e["name"] == name and e["version"] == version for e in index["models"])
+        if exists and not overwrite:
+            raise TrainError(
+                f"{name} {version} is already in {zoo / INDEX_FILE}; publish a new version or "
+                "pass --overwrite"
+            )
+        dest = zoo / rel
+        tmp = dest.parent / f".{version}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(ckpt, tmp)
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+        grids = meta.energy_grids or {meta.elements[0]: meta.energy_grid}
+        entry = {
+            "name": name,
+            "version": version,
+            "architecture": meta.architecture,
+            "task": task,
+            "elements": meta.elements,
+            "edge": meta.edge,
+            "fidelity": meta.fidelity,
+            "featurizer": meta.featurizer.model_dump(),
+            "energy_grids": {el: g.model_dump() for el, g in grids.items()},
+            "training_data": meta.training_data,
+            "metrics": meta.metrics,
+            "license": license,
+            "mlflow_run_id": meta.training_data.get("mlflow_run_id"),
+            "path": rel.as_posix(),
+            "files": files,
+            "published": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        index["models"] = [
+            e for e in index["models"] if not (e["name"] == name and e["version"] == version)
+        ] + [entry]
+        _write_index(zoo, index)
+    return entry

@@ -1,0 +1,61 @@
+"""Publishing checkpoints into a model zoo folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xas_train.config import load_config
+from xas_train.errors import TrainError
+from xas_train.publish import publish, read_index
+from xas_train.trainer import train
+
+
+@pytest.fixture
+def trained(write_config) -> Path:
+    return Path(
+        train(load_config(write_config("pub", training={"max_epochs": 2})), progress=None).run_dir
+    )
+
+
+def test_publish_writes_files_hashes_and_index(trained, tmp_path):
+    zoo = tmp_path / "zoo"
+    entry = publish(trained, zoo, "toy-cu", "0.1.0")
+    folder = zoo / "toy-cu" / "0.1.0"
+    assert sorted(entry["files"]) == ["README.md", "model.json", "model.safetensors"]
+    for name, digest in entry["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+    index = read_index(zoo)
+    assert index["schema_version"] == 1
+    assert [(e["name"], e["version"]) for e in index["models"]] == [("toy-cu", "0.1.0")]
+    assert entry["elements"] == ["Cu"] and entry["featurizer"]["key"] == "toy-v1-0000"
+    assert "Cu/eta" in entry["metrics"]
+    with pytest.raises(TrainError, match="already in"):
+        publish(trained, zoo, "toy-cu", "0.1.0")
+    publish(trained, zoo, "toy-cu", "0.1.0", overwrite=True)
+    publish(trained / "model", zoo, "toy-cu", "0.2.0")
+    assert len(read_index(zoo)["models"]) == 2
+    with pytest.raises(TrainError, match="semantic version"):
+        publish(trained, zoo, "toy-cu", "latest")
+    with pytest.raises(TrainError, match="neither a checkpoint"):
+        publish(tmp_path, zoo, "toy-cu", "0.3.0")
+
+
+def test_concurrent_publishers_lose_no_entry(trained, tmp_path):
+    zoo = tmp_path / "zoo"
+    code = (
+        "import sys; from xas_train.publish import publish; "
+        "publish(sys.argv[1], sys.argv[2], 'toy-' + sys.argv[3], '1.0.0')"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(trained), str(zoo), str(i)])
+        for i in range(4)
+    ]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    names = sorted(e["name"] for e in json.loads((zoo / "index.json").read_text())["models"])
+    assert names == [f"toy-{i}" for i in range(4)]
