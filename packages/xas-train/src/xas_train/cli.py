@@ -187,6 +187,7 @@ def quickstart(
     max_epochs: Annotated[int | None, typer.Option(help="cap epochs per run")] = None,
     no_publish: Annotated[bool, typer.Option(help="do not publish to the zoo")] = False,
     fresh: Annotated[bool, typer.Option(help="retrain everything")] = False,
+    set_: SetOpt = None,
 ) -> None:
     """The main job on the shipped default dataset: featurize with CHGNet, run the cascade,
     evaluate on the test split, print Table I, log to MLflow and publish to the model zoo."""
@@ -199,6 +200,7 @@ def quickstart(
             None if no_publish else zoo,
             featurizer=featurizer,
             max_epochs=max_epochs,
+            overrides=set_,
             fresh=fresh,
         )
     except TrainError as exc:

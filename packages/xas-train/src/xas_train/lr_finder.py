@@ -67,7 +67,7 @@ def find_lr(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        value = float(loss)
+        value = float(loss.detach())
         if not math.isfinite(value):
             break
         avg = smoothing * avg + (1 - smoothing) * value

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xas_train.cascade import CascadeResult, run_cascade
-from xas_train.config import parse_config
+from xas_train.config import apply_overrides, parse_config
 from xas_train.trainer import Progress
 
 #: Settings of the quickstart runs: the OmniXAS MLP (dropout 0.5, Adam, early stopping), with
@@ -79,10 +79,14 @@ def quickstart(
     featurizer: str = "chgnet",
     max_epochs: int | None = None,
     version: str = "0.1.0",
+    overrides: list[str] | None = None,
     progress: Progress | None = print,
     fresh: bool = False,
 ) -> QuickstartResult:
-    """Run the main job; returns the cascade result and the published zoo entries."""
+    """Run the main job; returns the cascade result and the published zoo entries.
+
+    ``overrides`` are dotted changes of :data:`QUICKSTART_CONFIG` (``model.dropout=0.2``).
+    """
     from xas_train.publish import publish
 
     say: Progress = progress or (lambda _m: None)
@@ -94,7 +98,7 @@ def quickstart(
     raw["data"] = {**raw["data"], "dataset": str(data), "features": [featurizer]}
     if max_epochs is not None:
         raw["training"] = {**raw["training"], "max_epochs": max_epochs}
-    base = parse_config(raw, source="(quickstart)")
+    base = parse_config(apply_overrides(raw, overrides or []), source="(quickstart)")
     cascade = run_cascade(base, tuned_overrides=TUNED_OVERRIDES, progress=progress, fresh=fresh)
     published = []
     if zoo is not None:

@@ -1,0 +1,35 @@
+"""The main job end to end on the shipped default dataset (few epochs to keep CI short)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xas_data.store import XASDataset
+from xas_train.quickstart import quickstart
+
+
+@pytest.mark.slow
+def test_quickstart_featurizes_trains_reports_and_publishes(tmp_path):
+    out, zoo = tmp_path / "qs", tmp_path / "zoo"
+    result = quickstart(out, zoo, max_epochs=3, progress=None)
+    ds = XASDataset.open(result.data_path)
+    chgnet = [k for k in ds.feature_names() if k.startswith("chgnet")]
+    assert len(chgnet) == 1 and np.isfinite(ds.read_features(chgnet[0])).all()
+    runs = result.cascade.runs
+    recipes = {r.recipe for r in runs}
+    assert recipes == {"expert", "universal", "tuned", "cross-fidelity"}
+    assert sum(r.recipe == "tuned" for r in runs) == 8  # Ti..Cu
+    assert all(r.status == "trained" for r in runs), [r.reason for r in runs]
+    assert "| Cu | FEFF-fast |" in result.cascade.table_markdown
+    assert Path(result.cascade.report_path).is_file()
+    assert (out / "mlflow.db").is_file()
+    index = json.loads((zoo / "index.json").read_text())
+    names = {e["name"] for e in index["models"]}
+    assert "xasblock-chgnet-default-feff-fast-universal" in names
+    assert "xasblock-chgnet-default-feff-fast-tuned-cu" in names
+    again = quickstart(out, zoo, max_epochs=3, progress=None)
+    assert {r.status for r in again.cascade.runs} == {"reused"}
