@@ -159,3 +159,31 @@ def test_find_predictions(preds, tmp_path):
         find_predictions([tmp_path / "empty"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_predictions([tmp_path / "missing"])
+
+
+def test_ensemble_averages_members_matched_by_site():
+    from xas_eval.predictions import Predictions, ensemble
+
+    rng = np.random.default_rng(1)
+    energy = 9000 + 0.25 * np.arange(30)
+    y = np.cumsum(rng.random((12, 30)), axis=1)
+    ids = np.array([f"mp-{i}_000" for i in range(12)])
+    members = []
+    for k in range(3):
+        order = rng.permutation(12)
+        pred = y + rng.normal(scale=0.3, size=y.shape)
+        members.append(
+            Predictions(y[order], pred[order], y.mean(0), energy, ids[order], f"m{k}", "Cu", "FEFF")
+        )
+    combined = ensemble(members)
+    o = np.argsort(ids)
+    expected = np.mean([m.y_pred[np.argsort(m.site_ids)] for m in members], axis=0)
+    np.testing.assert_allclose(combined.y_pred, expected)
+    np.testing.assert_allclose(combined.y_true, y[o])
+    # averaging independent noise lowers the median error
+    assert combined.metrics()["xi"] < min(m.metrics()["xi"] for m in members)
+    bad = Predictions(y[:11], y[:11], y.mean(0), energy, ids[:11], "x", "Cu", "FEFF")
+    with pytest.raises(ValueError, match="different site sets"):
+        ensemble([members[0], bad])
+    with pytest.raises(ValueError, match="at least 2"):
+        ensemble(members[:1])

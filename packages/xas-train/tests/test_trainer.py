@@ -261,3 +261,12 @@ def test_deepspeed_launcher_runs_the_same_training(write_config, tmp_path, subpr
     result = json.loads((tmp_path / "runs" / "ds-launcher" / "result.json").read_text())
     assert result["world_size"] == 1, proc.stdout[-2000:]
     assert_same_weights(tmp_path / "runs" / "plain", tmp_path / "runs" / "ds-launcher", 1e-6)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_zero_stages_train_like_stage_zero(write_config, stage):
+    settings = {"max_epochs": 4}
+    ref = train(load_config(write_config("zero0", training=settings)), progress=None)
+    cfg = load_config(write_config(f"zero{stage}", training={**settings, "zero_stage": stage}))
+    result = train(cfg, progress=None)
+    assert_same_weights(Path(ref.run_dir), Path(result.run_dir), atol=1e-5)

@@ -15,7 +15,7 @@ from xas_eval.metrics import (
     win_rate_energy,
     win_rate_spectra,
 )
-from xas_eval.predictions import Predictions, find_predictions
+from xas_eval.predictions import Predictions, ensemble, find_predictions
 from xas_eval.report import render_markdown, table_one, write_report
 
 __version__ = "0.1.0"
@@ -26,6 +26,7 @@ __all__ = [
     "edge_energy",
     "edge_energy_error",
     "energy_improvement",
+    "ensemble",
     "eta",
     "find_predictions",
     "median_error",

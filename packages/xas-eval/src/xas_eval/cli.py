@@ -80,3 +80,25 @@ def report(
         raise typer.Exit(code=1) from exc
     typer.echo(render_markdown(rows), nl=False)
     typer.echo(f"report written to {path}", err=True)
+
+
+@app.command("ensemble")
+def ensemble_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="predictions files or folders (members)")],
+    out: Annotated[Path, typer.Option(help="predictions file to write")],
+    model: Annotated[str | None, typer.Option(help="label of the ensemble")] = None,
+) -> None:
+    """Average several models' predictions on the same sites and print its metrics."""
+    from xas_eval.predictions import ensemble, find_predictions
+
+    try:
+        members = find_predictions(paths)
+        combined = ensemble(members, model)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    combined.save(out)
+    typer.echo(f"{'model':<28}{'eta':>8}{'median MSE':>12}")
+    for p in [*members, combined]:
+        m = p.metrics()
+        typer.echo(f"{(p.run_id or p.model)[:27]:<28}{m['eta']:>8.3f}{m['xi']:>12.4g}")

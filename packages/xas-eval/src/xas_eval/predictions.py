@@ -18,7 +18,7 @@ import io
 import json
 import math
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,3 +291,49 @@ def find_predictions(paths: str | Path | Iterable[str | Path]) -> list[Predictio
             f"no {FILENAME} files found in {shown}; write them with Predictions.save(path)"
         )
     return [Predictions.load(f) for f in files]
+
+
+def ensemble(members: Sequence[Predictions], model: str | None = None) -> Predictions:
+    """The ensemble mean of several models' predictions on the same sites, [N, K].
+
+    Members are matched by site id (their row orders may differ); they must share element,
+    fidelity, energy grid and true spectra. The baseline (mean training spectrum) is the
+    members' mean, which is identical when they were trained on the same split.
+    """
+    members = list(members)
+    if len(members) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+    first = members[0]
+    order = np.argsort(first.site_ids)
+    ids = first.site_ids[order]
+    preds, means = [], []
+    for m in members:
+        if (m.element, m.fidelity) != (first.element, first.fidelity):
+            raise ValueError(
+                f"ensemble members differ: {m.element}/{m.fidelity} vs "
+                f"{first.element}/{first.fidelity}; combine predictions of one group"
+            )
+        if not np.allclose(m.energy, first.energy):
+            raise ValueError("ensemble members have different energy grids; use one grid")
+        o = np.argsort(m.site_ids)
+        if not np.array_equal(m.site_ids[o], ids):
+            raise ValueError(
+                "ensemble members hold different site sets; evaluate them on the same split"
+            )
+        if not np.allclose(m.y_true[o], first.y_true[order]):
+            raise ValueError("ensemble members disagree on the true spectra of the same sites")
+        preds.append(m.y_pred[o])
+        means.append(m.y_train_mean)
+    return Predictions(
+        y_true=first.y_true[order],
+        y_pred=np.mean(preds, axis=0),
+        y_train_mean=np.mean(means, axis=0),
+        energy=first.energy,
+        site_ids=ids,
+        model=model or f"{first.model}-ensemble{len(members)}",
+        element=first.element,
+        fidelity=first.fidelity,
+        split=first.split,
+        features=first.features,
+        extra={"members": [m.run_id or m.model for m in members]},
+    )
