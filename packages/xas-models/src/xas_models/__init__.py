@@ -1,36 +1,85 @@
-"""xas-models: model definitions and the published checkpoint format.
+"""xas-models: model definitions, the published checkpoint format, the zoo client and predict.
 
 - :class:`XASBlock` / :class:`XASBlockConfig`: the OmniXAS per-site MLP (registered "xasblock").
 - :func:`register_model`, :func:`build_model`, :func:`available_models`: architecture registry.
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :class:`CheckpointMeta`: checkpoint folders.
+- :func:`list_pretrained`, :func:`load_pretrained`, :class:`ZooEntry`: published models.
+- :func:`predict`, :class:`StructurePrediction`, :class:`SitePrediction`, :func:`write_csv`,
+  :func:`write_json`, :func:`plot_predictions`: spectra of structures.
+
+The torch-based parts are imported on first access (``xas_models.XASBlock`` etc.), so that
+``import xas_models`` and the ``xas`` command line start quickly; accessing any of them also
+registers the built-in architectures.
 """
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
 
-from xas_models.checkpoint import (  # noqa: E402
-    CheckpointMeta,
-    EnergyGrid,
-    FeaturizerInfo,
-    load_checkpoint,
-    render_model_card,
-    save_checkpoint,
-)
 from xas_models.errors import ModelError  # noqa: E402
-from xas_models.registry import available_models, build_model, register_model  # noqa: E402
-from xas_models.xasblock import XASBlock, XASBlockConfig  # noqa: E402
+from xas_models.predict import (  # noqa: E402
+    SitePrediction,
+    StructurePrediction,
+    plot_predictions,
+    predict,
+    write_csv,
+    write_json,
+)
+from xas_models.zoo import ZooEntry, list_pretrained, load_pretrained  # noqa: E402
+
+# torch-based exports, imported on first access
+_LAZY: dict[str, str] = {
+    "CheckpointMeta": "xas_models.checkpoint",
+    "EnergyGrid": "xas_models.checkpoint",
+    "FeaturizerInfo": "xas_models.checkpoint",
+    "load_checkpoint": "xas_models.checkpoint",
+    "render_model_card": "xas_models.checkpoint",
+    "save_checkpoint": "xas_models.checkpoint",
+    "available_models": "xas_models.registry",
+    "build_model": "xas_models.registry",
+    "register_model": "xas_models.registry",
+    "XASBlock": "xas_models.xasblock",
+    "XASBlockConfig": "xas_models.xasblock",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the torch-based exports on first use (and register the built-in models)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'xas_models' has no attribute {name!r}")
+    import_module("xas_models.xasblock")  # registers "xasblock"
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CheckpointMeta",
     "EnergyGrid",
     "FeaturizerInfo",
     "ModelError",
+    "SitePrediction",
+    "StructurePrediction",
     "XASBlock",
     "XASBlockConfig",
+    "ZooEntry",
     "__version__",
     "available_models",
     "build_model",
+    "list_pretrained",
     "load_checkpoint",
+    "load_pretrained",
+    "plot_predictions",
+    "predict",
     "register_model",
     "render_model_card",
     "save_checkpoint",
+    "write_csv",
+    "write_json",
 ]

@@ -45,12 +45,27 @@ def register_model(name: str) -> Callable[[T], T]:
 
 
 def available_models() -> list[str]:
-    """Names of the registered architectures, sorted."""
+    """Names of the registered architectures (built-ins included), sorted."""
+    _import_builtins()
     return sorted(_REGISTRY)
+
+
+#: Modules defining the built-in architectures; imported on first lookup so that a registry
+#: query works whichever xas_models module was imported first.
+_BUILTIN_MODULES = ("xas_models.xasblock",)
+
+
+def _import_builtins() -> None:
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def get_model_class(name: str) -> type:
     """The class registered under ``name``; ModelError listing the known names otherwise."""
+    if name not in _REGISTRY:
+        _import_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:

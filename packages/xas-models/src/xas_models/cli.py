@@ -1,0 +1,216 @@
+"""``xas``: predict X-ray absorption spectra of structures with published models.
+
+Commands: ``xas predict FILE... --model NAME`` and ``xas models``. Heavy libraries (torch,
+pymatgen, the featurizers) are imported inside the commands so that ``--help`` answers at once.
+Errors print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from xas_models.predict import StructurePrediction
+    from xas_models.zoo import ZooEntry
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Predict K-edge X-ray absorption spectra of crystal structures with models from the "
+    "xas-models zoo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_OUT_SUFFIXES = (".csv", ".json")
+#: metrics shown by ``xas models``, first found wins (mean over elements for "<El>/<metric>")
+HEADLINE_METRICS = ("median_pearson", "mean_rse", "eta", "xi", "mse", "mae", "r2")
+
+
+def _fail(message: object) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``; user errors become one line on stderr and exit code 2. Zoo warnings are
+    shown as ``warning:`` lines, other libraries' warnings are hidden."""
+    from xas_data.errors import XASDataError
+    from xas_models.zoo import ZooWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fn(*args, **kwargs)
+        except XASDataError as exc:
+            _fail(exc)
+        except OSError as exc:
+            _fail(f"{exc}; check the path and its permissions")
+        finally:
+            for w in caught:
+                if issubclass(w.category, ZooWarning):
+                    typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+    return result
+
+
+def edge_energy(energy: np.ndarray, mu: np.ndarray) -> float:
+    """Edge energy E0 in eV: the energy of the maximum of the first derivative d mu / dE."""
+    import numpy as np
+
+    if len(energy) < 2:
+        return float(energy[0])
+    return float(energy[int(np.argmax(np.gradient(mu, energy)))])
+
+
+def format_predictions(predictions: Sequence[StructurePrediction]) -> str:
+    """Readable table: per structure/element one row per inequivalent site and the average,
+    with multiplicity, edge energy E0 (eV), energy of the maximum (eV) and maximum of mu."""
+    import numpy as np
+
+    lines: list[str] = []
+    header = f"  {'site':>8} {'mult':>5} {'E0 (eV)':>10} {'peak (eV)':>10} {'max mu':>9}"
+    for p in predictions:
+        e = p.average_energy
+        model = f"{p.model_name} {p.model_version}".strip()
+        lines.append(
+            f"{p.source} ({p.formula}), {p.element} {p.edge}-edge, model {model}, "
+            f"{len(e)} points {e[0]:.2f}-{e[-1]:.2f} eV"
+        )
+        lines.append(header)
+        rows = [(str(s.site_index), s.multiplicity, s.energy, s.mu) for s in p.sites]
+        rows.append(("average", p.n_sites, p.average_energy, p.average_mu))
+        for site, mult, energy, mu in rows:
+            k = int(np.argmax(mu))
+            lines.append(
+                f"  {site:>8} {mult:>5} {edge_energy(energy, mu):>10.2f} "
+                f"{energy[k]:>10.2f} {mu[k]:>9.4f}"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip("\n")
+
+
+def headline_metric(metrics: dict[str, Any]) -> str:
+    """The first of :data:`HEADLINE_METRICS` found in ``metrics`` (averaged over the
+    per-element ``"<El>/<name>"`` values), e.g. ``median_pearson=0.743``; ``-`` if none."""
+    for name in HEADLINE_METRICS:
+        values = [
+            float(v)
+            for k, v in metrics.items()
+            if (k == name or k.endswith("/" + name))
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+        ]
+        if values:
+            mean = sum(values) / len(values)
+            return f"{name}={mean:.3g}" + (f" (mean of {len(values)})" if len(values) > 1 else "")
+    return "-"
+
+
+def format_models(entries: Sequence[ZooEntry]) -> str:
+    """Table of zoo entries: name, version, elements, fidelity, featurizer, headline metric."""
+    head = ("name", "version", "elements", "fidelity", "featurizer", "metric")
+    rows = [head] + [
+        (
+            e.name,
+            e.version,
+            ",".join(e.elements),
+            e.fidelity,
+            e.featurizer.name,
+            headline_metric(e.metrics),
+        )
+        for e in entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    )
+
+
+@app.command("predict")
+def predict_cmd(
+    files: Annotated[list[Path], typer.Argument(help="CIF or POSCAR files (lengths in Angstrom)")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="zoo model name (see 'xas models') or checkpoint folder"
+        ),
+    ],
+    version: Annotated[
+        str, typer.Option("--version", "-v", help="model version, or 'latest'")
+    ] = "latest",
+    element: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--element",
+            "-e",
+            help="absorbing element (repeatable); default: every element the model predicts",
+        ),
+    ] = None,
+    zoo: Annotated[
+        str | None,
+        typer.Option(
+            "--zoo", help="zoo folder or URL (default: $XAS_MODEL_ZOO, cache, $XAS_MODEL_ZOO_URL)"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write the spectra to a .csv or .json file")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="plot the spectra into an image (.png, .pdf...)")
+    ] = None,
+) -> None:
+    """Predict the spectrum of every inequivalent absorbing site and their average."""
+    if out is not None and out.suffix.lower() not in _OUT_SUFFIXES:
+        _fail(f"--out {str(out)!r} must end in .csv or .json")
+    from xas_models.predict import plot_predictions, predict, write_csv, write_json
+
+    predictions = _run(
+        predict,
+        [str(f) for f in files],
+        element=element or None,
+        model=model,
+        version=version,
+        zoo=zoo,
+    )
+    typer.echo(format_predictions(predictions))
+    if out is not None:
+        writer = write_csv if out.suffix.lower() == ".csv" else write_json
+        _run(writer, predictions, out)
+        typer.echo(f"\nwrote {out}")
+    if plot is not None:
+        _run(plot_predictions, predictions, plot)
+        typer.echo(f"wrote {plot}")
+
+
+@app.command("models")
+def models_cmd(
+    zoo: Annotated[
+        str | None,
+        typer.Option(
+            "--zoo", help="zoo folder or URL (default: $XAS_MODEL_ZOO, cache, $XAS_MODEL_ZOO_URL)"
+        ),
+    ] = None,
+) -> None:
+    """List the available models: name, version, elements, fidelity, featurizer, metric."""
+    from xas_models.zoo import list_pretrained
+
+    entries = _run(list_pretrained, zoo)
+    if not entries:
+        _fail(
+            "no models found; pass --zoo DIR_OR_URL, or set $XAS_MODEL_ZOO (a zoo folder) or "
+            "$XAS_MODEL_ZOO_URL (a zoo URL)"
+        )
+    typer.echo(format_models(entries))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

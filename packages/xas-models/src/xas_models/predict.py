@@ -1,0 +1,564 @@
+"""Predict K-edge spectra of crystal structures with a trained model.
+
+:func:`predict` takes pymatgen ``Structure`` objects, ASE ``Atoms`` or CIF/POSCAR paths, finds
+the symmetry-inequivalent absorbing sites of each predicted element, featurizes all sites of all
+structures in one call of the model's featurizer, runs the model once (eval mode, no grad) and
+returns one :class:`StructurePrediction` per structure and element: a spectrum per inequivalent
+site and their multiplicity-weighted average, on the model's energy grid (eV).
+
+Writers: :func:`write_csv` (long format), :func:`write_json`, :func:`plot_predictions`
+(matplotlib, extra ``plot``). All write atomically (temporary file + ``os.replace``).
+
+Heavy libraries (torch, pymatgen, the featurizer backends) are imported on first use.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xas_models.errors import ModelError
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+    from torch import nn
+
+    from xas_models.checkpoint import CheckpointMeta
+
+#: pip requirement that provides each featurizer's backend
+_EXTRAS = {
+    "chgnet": "xas-models[chgnet]",
+    "m3gnet": "xas-models[m3gnet]",
+    "acsf": "xas-features[soap]",
+    "soap": "xas-features[soap]",
+}
+#: featurizers built by name, kept for the life of the process (their networks load once)
+_FEATURIZER_CACHE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class SitePrediction:
+    """Predicted spectrum of one symmetry-inequivalent absorbing site.
+
+    Attributes:
+        site_index: index of the site in the structure (the lowest index of its orbit).
+        multiplicity: number of symmetry-equivalent sites it stands for (>= 1).
+        energy: float64 ``[K]`` photon energies in eV (the model's grid for the element).
+        mu: float64 ``[K]`` predicted absorption mu(E) (the model's normalised units, >= 0 for
+            the XAS block).
+    """
+
+    site_index: int
+    multiplicity: int
+    energy: np.ndarray
+    mu: np.ndarray
+
+
+@dataclass(frozen=True)
+class StructurePrediction:
+    """Spectra of one absorbing element in one structure.
+
+    Attributes:
+        source: file name of the structure, or its reduced formula for in-memory structures.
+        formula: reduced formula of the structure.
+        element: absorbing element symbol.
+        edge: absorption edge (e.g. ``"K"``).
+        sites: one :class:`SitePrediction` per symmetry-inequivalent site of ``element``, by
+            site index.
+        average_energy: float64 ``[K]`` energies in eV (same grid as each site).
+        average_mu: float64 ``[K]`` multiplicity-weighted mean of the site spectra,
+            ``sum(m_i * mu_i) / sum(m_i)``.
+        model_name: zoo name of the model (or the checkpoint folder / architecture).
+        model_version: zoo version of the model (empty when not loaded from a zoo).
+        structure_index: position of the structure in the input.
+    """
+
+    source: str
+    formula: str
+    element: str
+    edge: str
+    sites: list[SitePrediction]
+    average_energy: np.ndarray
+    average_mu: np.ndarray
+    model_name: str
+    model_version: str = ""
+    structure_index: int = 0
+
+    @property
+    def n_sites(self) -> int:
+        """Number of absorbing atoms in the cell (sum of the multiplicities)."""
+        return sum(s.multiplicity for s in self.sites)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (energies in eV under ``energy_eV``, shared by all sites)."""
+        return {
+            "source": self.source,
+            "formula": self.formula,
+            "element": self.element,
+            "edge": self.edge,
+            "model": self.model_name,
+            "model_version": self.model_version,
+            "structure_index": self.structure_index,
+            "energy_eV": self.average_energy.tolist(),
+            "sites": [
+                {"site_index": s.site_index, "multiplicity": s.multiplicity, "mu": s.mu.tolist()}
+                for s in self.sites
+            ],
+            "average_mu": self.average_mu.tolist(),
+        }
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def _is_ase_atoms(obj: Any) -> bool:
+    """True for ``ase.Atoms`` (and subclasses), without importing ASE."""
+    ase = sys.modules.get("ase")
+    atoms_cls = getattr(ase, "Atoms", None)
+    return atoms_cls is not None and isinstance(obj, atoms_cls)
+
+
+def _is_single(obj: Any) -> bool:
+    from pymatgen.core import Structure
+
+    return isinstance(obj, Structure | str | os.PathLike) or _is_ase_atoms(obj)
+
+
+def _to_structure(obj: Any, position: int) -> tuple[Structure, str]:
+    """``(structure, source label)`` of one input item."""
+    from pymatgen.core import Structure
+
+    from xas_data.structures import check_structure, read_structure
+
+    if isinstance(obj, str | os.PathLike):
+        path = Path(obj)
+        return read_structure(path), path.name
+    if isinstance(obj, Structure):
+        formula = obj.composition.reduced_formula
+        return check_structure(obj, f"structure {position} ({formula})"), formula
+    if _is_ase_atoms(obj):
+        if abs(float(obj.get_volume() if any(obj.pbc) else 0.0)) < 1e-8:
+            raise ModelError(
+                f"ASE Atoms {position} ({obj.get_chemical_formula()}) has no periodic cell; "
+                "set atoms.cell and atoms.pbc = True (the featurizers need a crystal)"
+            )
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        structure = AseAtomsAdaptor.get_structure(obj)
+        formula = structure.composition.reduced_formula
+        return check_structure(structure, f"ASE Atoms {position} ({formula})"), formula
+    raise ModelError(
+        f"input {position} is a {type(obj).__name__}; pass a pymatgen Structure, an ASE Atoms "
+        "or the path of a CIF/POSCAR file (or a list of them)"
+    )
+
+
+def _as_structures(structures: Any) -> list[tuple[Structure, str]]:
+    if _is_single(structures):
+        items = [structures]
+    elif isinstance(structures, Iterable):
+        items = list(structures)
+    else:
+        items = [structures]
+    return [_to_structure(obj, i) for i, obj in enumerate(items)]
+
+
+def _element_symbol(element: str) -> str:
+    from pymatgen.core import Element
+
+    text = str(element).strip()
+    symbol = text[:1].upper() + text[1:].lower()
+    try:
+        return Element(symbol).symbol
+    except ValueError:
+        raise ModelError(f"{element!r} is not an element symbol; pass e.g. 'Fe'") from None
+
+
+# -- model --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LoadedModel:
+    module: nn.Module
+    meta: CheckpointMeta
+    name: str
+    version: str
+
+
+def _resolve_model(model: Any, version: str, zoo: str | os.PathLike[str] | None) -> _LoadedModel:
+    from torch import nn
+
+    from xas_models.checkpoint import CheckpointMeta, load_checkpoint
+    from xas_models.zoo import load_pretrained_entry
+
+    if isinstance(model, tuple | list) and len(model) == 2:
+        module, meta = model
+        if not isinstance(module, nn.Module) or not isinstance(meta, CheckpointMeta):
+            raise ModelError(
+                "model=(module, meta) needs a torch.nn.Module and a CheckpointMeta, got "
+                f"({type(module).__name__}, {type(meta).__name__}); pass what "
+                "load_pretrained() or load_checkpoint() return"
+            )
+        return _LoadedModel(module, meta, meta.architecture or type(module).__name__, "")
+    if isinstance(model, str | os.PathLike):
+        path = Path(model)
+        if path.is_dir():
+            module, meta = load_checkpoint(path)
+            return _LoadedModel(module, meta, str(path), "")
+        if isinstance(model, os.PathLike) or os.sep in str(model):
+            raise ModelError(
+                f"checkpoint folder {str(model)!r} does not exist; pass an existing checkpoint "
+                "folder or a zoo model name (see 'xas models')"
+            )
+        module, meta, entry = load_pretrained_entry(str(model), version, zoo)
+        return _LoadedModel(module, meta, entry.name, entry.version)
+    raise ModelError(
+        f"model must be a zoo name, a checkpoint folder or (module, meta), got "
+        f"{type(model).__name__}"
+    )
+
+
+def _run_model(module: nn.Module, features: np.ndarray) -> np.ndarray:
+    """Forward ``features`` [n, D] through ``module`` in eval mode without grad -> [n, K]."""
+    import torch
+
+    param = next(iter(module.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.from_numpy(np.ascontiguousarray(features)).to(device, dtype))
+    finally:
+        module.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(features):
+        raise ModelError(
+            f"the model returned {getattr(out, 'shape', type(out).__name__)} for "
+            f"{len(features)} sites; predict() needs a model mapping (n, D) features to "
+            "(n, K) spectra"
+        )
+    return out.detach().double().cpu().numpy()
+
+
+# -- featurizers --------------------------------------------------------------------------------
+
+
+def _missing_backend(name: str, exc: ImportError) -> ModelError:
+    extra = _EXTRAS.get(name) or f"xas-features[{getattr(exc, 'extra', name)}]"
+    short = extra[extra.index("[") + 1 : -1]
+    return ModelError(
+        f'the {name!r} featurizer needs the {short} extra: pip install "{extra}" ({exc})'
+    )
+
+
+def _build_featurizer(name: str) -> Any:
+    from xas_features import FeaturizerError, get_featurizer
+
+    if name in _FEATURIZER_CACHE:
+        return _FEATURIZER_CACHE[name]
+    try:
+        featurizer = get_featurizer(name)
+    except ImportError as exc:
+        raise _missing_backend(name, exc) from None
+    except FeaturizerError as exc:
+        raise ModelError(f"cannot build the {name!r} featurizer: {exc}") from None
+    _FEATURIZER_CACHE[name] = featurizer
+    return featurizer
+
+
+def _featurizers(meta: CheckpointMeta, label: str, given: Any) -> list[Any]:
+    """The featurizers whose concatenated output the model consumes, key-checked."""
+    from xas_features import FeaturizerError, feature_key
+
+    names = meta.featurizer.name.split("+")
+    if given is None:
+        featurizers = [_build_featurizer(n) for n in names]
+    elif isinstance(given, list | tuple):
+        featurizers = list(given)
+    else:
+        featurizers = [given]
+    expected = meta.featurizer.key
+    try:
+        found = "+".join(feature_key(f) for f in featurizers)
+    except (FeaturizerError, AttributeError, TypeError) as exc:
+        raise ModelError(f"cannot compute the feature key of the featurizer(s): {exc}") from None
+    if expected and found != expected:
+        raise ModelError(
+            f"featurizer mismatch: model {label} was trained on features {expected!r} "
+            f"({meta.featurizer.name} {meta.featurizer.version}) but the featurizer here gives "
+            f"{found!r}; install the featurizer version the model was trained with, or use a "
+            f"model trained on {found!r}"
+        )
+    return featurizers
+
+
+def _featurize(featurizers: list[Any], structures: list[Structure], sites: list[int]) -> np.ndarray:
+    """Concatenated float32 features ``[n, sum D]`` of site ``sites[i]`` of ``structures[i]``."""
+    blocks = []
+    for featurizer in featurizers:
+        try:
+            blocks.append(np.asarray(featurizer.featurize(structures, sites), dtype=np.float32))
+        except ImportError as exc:
+            raise _missing_backend(str(getattr(featurizer, "name", "?")), exc) from None
+    return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+
+def predict(
+    structures: Any,
+    element: str | Sequence[str] | None = None,
+    model: Any = None,
+    version: str = "latest",
+    zoo: str | os.PathLike[str] | None = None,
+    *,
+    featurizer: Any = None,
+    symprec: float = 0.01,
+) -> list[StructurePrediction]:
+    """Predict the spectra of every symmetry-inequivalent absorbing site of each structure.
+
+    Args:
+        structures: one or many of: pymatgen ``Structure``, ASE ``Atoms`` (converted with
+            pymatgen's ``AseAtomsAdaptor``; ASE itself is optional) or a path (str/Path) of a
+            CIF/POSCAR file. Lengths in Angstrom.
+        element: absorbing element(s) (``"Fe"`` or ``["Fe", "Ni"]``); ``None`` predicts every
+            element of each structure that the model predicts.
+        model: a zoo model name (see :func:`~xas_models.zoo.list_pretrained`), a checkpoint
+            folder, or ``(module, meta)`` as returned by
+            :func:`~xas_models.zoo.load_pretrained`.
+        version: zoo version (``"latest"`` = highest); used with a zoo name only.
+        zoo: zoo folder or URL (see :mod:`xas_models.zoo`); used with a zoo name only.
+        featurizer: featurizer object(s) to use instead of building them from the model's
+            metadata (their feature key must still match the model's).
+        symprec: symmetry tolerance (Angstrom) for finding inequivalent sites.
+
+    Returns:
+        One :class:`StructurePrediction` per structure and element, in input order (elements
+        in the order requested, or the model's order when ``element`` is None).
+
+    Raises:
+        ModelError: unknown model, an element the model does not predict (naming the model's
+            elements), a structure lacking the requested element(s), a featurizer key that
+            does not match the model's, or a missing featurizer backend.
+        StructureError / FeaturizerError: an unreadable or unusable structure.
+    """
+    from xas_data.structures import inequivalent_absorbing_sites
+
+    if model is None:
+        raise ModelError(
+            "no model given; pass model=<zoo name>, a checkpoint folder or (module, meta) "
+            "(see 'xas models' for the zoo names)"
+        )
+    inputs = _as_structures(structures)
+    if not inputs:
+        return []
+    loaded = _resolve_model(model, version, zoo)
+    meta = loaded.meta
+    label = f"{loaded.name} {loaded.version}".strip()
+    if element is None:
+        requested: list[str] | None = None
+    else:
+        raw = [element] if isinstance(element, str) else list(element)
+        requested = list(dict.fromkeys(_element_symbol(e) for e in raw))
+        unknown = [e for e in requested if e not in meta.elements]
+        if unknown:
+            raise ModelError(
+                f"model {label} predicts {meta.elements}, not {', '.join(unknown)}; choose one "
+                f"of {meta.elements} or a model trained on {', '.join(unknown)} (see 'xas models')"
+            )
+
+    # jobs: (structure position, element, inequivalent sites)
+    jobs: list[tuple[int, str, list[Any]]] = []
+    for pos, (structure, source) in enumerate(inputs):
+        present = {el.symbol for el in structure.composition.elements}
+        formula = structure.composition.reduced_formula
+        if requested is None:
+            elements = [e for e in meta.elements if e in present]
+            if not elements:
+                raise ModelError(
+                    f"{source} ({formula}) contains none of the elements model {label} "
+                    f"predicts ({', '.join(meta.elements)}); use a model for "
+                    f"{', '.join(sorted(present))}"
+                )
+        else:
+            missing = [e for e in requested if e not in present]
+            if missing:
+                raise ModelError(
+                    f"{source} ({formula}) contains no {', '.join(missing)}; drop --element "
+                    "to predict every element of the structure that the model predicts"
+                )
+            elements = requested
+        for el in elements:
+            jobs.append((pos, el, inequivalent_absorbing_sites(structure, el, symprec=symprec)))
+
+    grids = {el: meta.grid_for(el) for el in {j[1] for j in jobs}}
+    featurizers = _featurizers(meta, label, featurizer)
+    rows_structures = [inputs[pos][0] for pos, _, sites in jobs for _ in sites]
+    rows_sites = [s.index for _, _, sites in jobs for s in sites]
+    features = _featurize(featurizers, rows_structures, rows_sites)
+    mu_all = _run_model(loaded.module, features)
+
+    results: list[StructurePrediction] = []
+    row = 0
+    for pos, el, sites in jobs:
+        grid = grids[el]
+        if mu_all.shape[1] != grid.n_points:
+            raise ModelError(
+                f"model {label} outputs {mu_all.shape[1]} points but its {el} grid has "
+                f"{grid.n_points}; the checkpoint is inconsistent: re-export it"
+            )
+        energy = grid.start + grid.step * np.arange(grid.n_points, dtype=np.float64)
+        site_preds = []
+        for site in sites:
+            site_preds.append(
+                SitePrediction(
+                    int(site.index), int(site.multiplicity), energy.copy(), mu_all[row].copy()
+                )
+            )
+            row += 1
+        weights = np.array([s.multiplicity for s in site_preds], dtype=np.float64)
+        average = (weights[:, None] * np.stack([s.mu for s in site_preds])).sum(0) / weights.sum()
+        structure, source = inputs[pos]
+        results.append(
+            StructurePrediction(
+                source=source,
+                formula=structure.composition.reduced_formula,
+                element=el,
+                edge=meta.edge,
+                sites=site_preds,
+                average_energy=energy,
+                average_mu=average,
+                model_name=loaded.name,
+                model_version=loaded.version,
+                structure_index=pos,
+            )
+        )
+    return results
+
+
+# -- writers ------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+CSV_COLUMNS = (
+    "source",
+    "formula",
+    "element",
+    "model",
+    "site",
+    "multiplicity",
+    "energy_eV",
+    "mu",
+)
+
+
+def write_csv(predictions: Sequence[StructurePrediction], path: str | os.PathLike[str]) -> Path:
+    """Write predictions as a long-format CSV, atomically.
+
+    Columns: ``source, formula, element, model, site, multiplicity, energy_eV, mu``: one row
+    per energy point of each site spectrum (``site`` = site index) and of the average
+    (``site`` = ``"average"``, ``multiplicity`` = number of absorbing atoms in the cell).
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in predictions:
+        model = f"{p.model_name} {p.model_version}".strip()
+        head = (p.source, p.formula, p.element, model)
+        spectra = [(str(s.site_index), s.multiplicity, s.energy, s.mu) for s in p.sites]
+        spectra.append(("average", p.n_sites, p.average_energy, p.average_mu))
+        for site, mult, energy, mu in spectra:
+            for e, m in zip(energy, mu, strict=True):
+                writer.writerow((*head, site, mult, f"{e:.10g}", f"{m:.8g}"))
+    return _atomic_write(path, buf.getvalue().encode("utf-8"))
+
+
+def write_json(predictions: Sequence[StructurePrediction], path: str | os.PathLike[str]) -> Path:
+    """Write predictions as JSON, atomically: ``{"predictions": [StructurePrediction.to_dict()]}``
+    (energies in eV under ``energy_eV``)."""
+    doc = {
+        "format": "xas-models predictions",
+        "version": 1,
+        "predictions": [p.to_dict() for p in predictions],
+    }
+    return _atomic_write(path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+
+
+def plot_predictions(
+    predictions: Sequence[StructurePrediction], path: str | os.PathLike[str]
+) -> Path:
+    """Plot each structure/element (site spectra and their average) into one image, atomically.
+
+    The format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``...).
+
+    Raises:
+        ModelError: matplotlib is not installed (``pip install "xas-models[plot]"``) or there
+            is nothing to plot.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ModelError('plotting needs matplotlib: pip install "xas-models[plot]"') from None
+    if not predictions:
+        raise ModelError("no predictions to plot")
+    n = len(predictions)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(5.0 * ncols, 3.6 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, p in zip(axes, predictions, strict=False):
+        for s in p.sites:
+            ax.plot(
+                s.energy, s.mu, lw=0.9, alpha=0.8, label=f"site {s.site_index} (x{s.multiplicity})"
+            )
+        ax.plot(p.average_energy, p.average_mu, color="black", lw=1.8, label="average")
+        ax.set_title(f"{p.source}: {p.element} {p.edge}-edge", fontsize=10)
+        ax.set_xlabel("energy (eV)")
+        ax.set_ylabel("mu(E)")
+        ax.legend(fontsize=7, frameon=False)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    dest = Path(path)
+    fmt = dest.suffix.lstrip(".").lower() or "png"
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=120)
+    return _atomic_write(dest, buf.getvalue())
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "SitePrediction",
+    "StructurePrediction",
+    "plot_predictions",
+    "predict",
+    "write_csv",
+    "write_json",
+]
