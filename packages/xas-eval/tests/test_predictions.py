@@ -187,3 +187,24 @@ def test_ensemble_averages_members_matched_by_site():
         ensemble([members[0], bad])
     with pytest.raises(ValueError, match="at least 2"):
         ensemble(members[:1])
+
+
+def test_zoo_model_card_matches_a_re_evaluation():
+    """The shipped zoo's tuned Cu model re-evaluated on the default dataset's test split gives
+    the metrics written in its model card."""
+    from pathlib import Path
+
+    from xas_eval.evaluate import evaluate_checkpoint
+
+    zoo = Path(__file__).resolve().parents[3] / "model-zoo"
+    preds, checks = evaluate_checkpoint(
+        "xasblock-chgnet-default-feff-fast-tuned-cu", "default", "test", zoo=str(zoo)
+    )
+    assert [p.element for p in preds] == ["Cu"] and preds[0].n == 9
+    eta = [c for c in checks if c.metric == "eta"]
+    assert len(eta) == 1 and eta[0].card is not None and eta[0].matches, eta
+    assert all(c.matches for c in checks), [c for c in checks if not c.matches]
+    with pytest.raises(ValueError, match="no .* spectra in the 'test' split"):
+        evaluate_checkpoint(
+            "xasblock-chgnet-default-feff-fast-tuned-cr", "default", "test", zoo=str(zoo)
+        )

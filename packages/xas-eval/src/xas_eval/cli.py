@@ -102,3 +102,34 @@ def ensemble_cmd(
     for p in [*members, combined]:
         m = p.metrics()
         typer.echo(f"{(p.run_id or p.model)[:27]:<28}{m['eta']:>8.3f}{m['xi']:>12.4g}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Annotated[str, typer.Argument(help="zoo model name or checkpoint folder")],
+    dataset: Annotated[str, typer.Option(help="store path or 'default'")] = "default",
+    split: Annotated[str, typer.Option(help="split to evaluate")] = "test",
+    version: Annotated[str, typer.Option(help="zoo version")] = "latest",
+    zoo: Annotated[str | None, typer.Option(help="zoo folder or URL")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for predictions files")] = None,
+) -> None:
+    """Re-evaluate a checkpoint on a dataset split and compare with its model card."""
+    from xas_eval.evaluate import evaluate_checkpoint
+
+    try:
+        preds, checks = evaluate_checkpoint(model, dataset, split, version=version, zoo=zoo)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # ModelError and store errors carry their fix in the message
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{'element':<8}{'metric':<22}{'model card':>12}{'re-evaluated':>14}  match")
+    for c in checks:
+        card = "-" if c.card is None else f"{c.card:.6g}"
+        typer.echo(
+            f"{c.element:<8}{c.metric:<22}{card:>12}{c.measured:>14.6g}  {'yes' if c.matches else 'NO'}"
+        )
+    if out is not None:
+        for p in preds:
+            p.save(out / f"{p.element}_{p.fidelity}" / "predictions.npz")

@@ -32,7 +32,7 @@ app = typer.Typer(
 
 _OUT_SUFFIXES = (".csv", ".json")
 #: metrics shown by ``xas models``, first found wins (mean over elements for "<El>/<metric>")
-HEADLINE_METRICS = ("median_pearson", "mean_rse", "eta", "xi", "mse", "mae", "r2")
+HEADLINE_METRICS = ("eta", "median_pearson", "mean_rse", "xi", "mse", "mae", "r2")
 
 
 def _fail(message: object) -> None:
@@ -99,7 +99,7 @@ def format_predictions(predictions: Sequence[StructurePrediction]) -> str:
 
 def headline_metric(metrics: dict[str, Any]) -> str:
     """The first of :data:`HEADLINE_METRICS` found in ``metrics`` (averaged over the
-    per-element ``"<El>/<name>"`` values), e.g. ``median_pearson=0.743``; ``-`` if none."""
+    per-element ``"<El>/<name>"`` values), e.g. ``eta=5.19``; ``-`` if none."""
     for name in HEADLINE_METRICS:
         values = [
             float(v)

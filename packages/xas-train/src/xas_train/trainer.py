@@ -349,6 +349,10 @@ def _evaluate_and_save(
             "recipe": config.recipe,
             "init_from": config.init_from,
             "mlflow_run_id": run_id,
+            # the eta baseline (mean training spectrum per element), so eta can be re-evaluated
+            "baseline_spectra": {
+                e: [round(float(v), 7) for v in data.train_mean(e)] for e in data.elements
+            },
             **extra_meta,
         },
         metrics={f"{el}/{k}": round(v, 6) for el, m in metrics.items() for k, v in m.items()}
