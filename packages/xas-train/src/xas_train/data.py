@@ -65,6 +65,7 @@ class TrainingData:
     featurizer_version: str
     dataset_name: str
     dataset_path: str
+    dataset_license: str = ""
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -234,5 +235,6 @@ def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
         featurizer_version="+".join(str(a.get("version", "")) for a in attrs),
         dataset_name=ds.name,
         dataset_path=str(ds.path),
+        dataset_license=str(ds.attrs.get("license", "")),
         provenance={"splits": ds.attrs.get("splits", {})} if "splits" in ds.attrs else {},
     )

@@ -336,6 +336,7 @@ def _evaluate_and_save(
         ),
         training_data={
             "dataset": data.dataset_name,
+            "license": data.dataset_license,
             "fidelity": data.fidelity,
             "elements": data.elements,
             "n_train": len(data.train),
