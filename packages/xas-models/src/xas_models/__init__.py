@@ -1,6 +1,9 @@
 """xas-models: model definitions, the published checkpoint format, the zoo client and predict.
 
 - :class:`XASBlock` / :class:`XASBlockConfig`: the OmniXAS per-site MLP (registered "xasblock").
+- :class:`CGXAS` (crystal-graph network, "cgxas") and :class:`XANE3` (E(3)-equivariant network,
+  "xane3", with :func:`xane3_loss`): graph models on ``xas_features.graphs`` crystal graphs
+  (the ``graph`` extra).
 - :func:`register_model`, :func:`build_model`, :func:`available_models`: architecture registry.
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :class:`CheckpointMeta`: checkpoint folders.
 - :func:`list_pretrained`, :func:`load_pretrained`, :class:`ZooEntry`: published models.
@@ -41,6 +44,12 @@ _LAZY: dict[str, str] = {
     "register_model": "xas_models.registry",
     "XASBlock": "xas_models.xasblock",
     "XASBlockConfig": "xas_models.xasblock",
+    # graph models (the ``graph`` extra)
+    "CGXAS": "xas_models.cgxas",
+    "CGXASConfig": "xas_models.cgxas",
+    "XANE3": "xas_models.xane3",
+    "XANE3Config": "xas_models.xane3",
+    "xane3_loss": "xas_models.xane3",
 }
 
 
@@ -60,6 +69,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CGXAS",
+    "CGXASConfig",
     "CheckpointMeta",
     "EnergyGrid",
     "FeaturizerInfo",
@@ -67,6 +78,8 @@ __all__ = [
     "SitePrediction",
     "StructurePrediction",
     "XASBlock",
+    "XANE3",
+    "XANE3Config",
     "XASBlockConfig",
     "ZooEntry",
     "__version__",
@@ -82,4 +95,5 @@ __all__ = [
     "save_checkpoint",
     "write_csv",
     "write_json",
+    "xane3_loss",
 ]

@@ -30,7 +30,7 @@ from torch import nn
 
 from xas_models import __version__
 from xas_models.errors import ModelError
-from xas_models.registry import available_models, build_model, get_model_class, model_name
+from xas_models.registry import build_model, get_model_class, model_name
 
 FORMAT_VERSION = 1
 META_FILE = "model.json"
@@ -383,8 +383,7 @@ def load_checkpoint(
             )
     meta = _read_meta(root)
     assert meta.architecture is not None and meta.config is not None
-    if meta.architecture not in available_models():
-        get_model_class(meta.architecture)  # raises ModelError listing the known names
+    get_model_class(meta.architecture)  # ModelError naming the known names / missing extra
     if expected_featurizer is not None:
         _check_featurizer(meta, expected_featurizer)
     if expected_grid is not None:

@@ -50,22 +50,41 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-#: Modules defining the built-in architectures; imported on first lookup so that a registry
-#: query works whichever xas_models module was imported first.
-_BUILTIN_MODULES = ("xas_models.xasblock",)
+#: Built-in architectures and the modules defining them; imported on first lookup so that a
+#: registry query works whichever xas_models module was imported first. Graph models need the
+#: ``graph`` extra (torch-geometric, e3nn).
+_BUILTINS: dict[str, tuple[str, str | None]] = {
+    "xasblock": ("xas_models.xasblock", None),
+    "cgxas": ("xas_models.cgxas", "graph"),
+    "xane3": ("xas_models.xane3", "graph"),
+}
+
+
+def _import_builtin(name: str) -> None:
+    import importlib
+
+    module, extra = _BUILTINS[name]
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelError(
+            f"the {name!r} architecture needs the {extra} extra ({exc.name} is missing): "
+            f'pip install "xas-models[{extra}]"'
+        ) from None
 
 
 def _import_builtins() -> None:
-    import importlib
-
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    for name in _BUILTINS:
+        try:
+            _import_builtin(name)
+        except ModelError:
+            pass  # optional architecture without its extra: listed once installed
 
 
 def get_model_class(name: str) -> type:
     """The class registered under ``name``; ModelError listing the known names otherwise."""
-    if name not in _REGISTRY:
-        _import_builtins()
+    if name not in _REGISTRY and name in _BUILTINS:
+        _import_builtin(name)
     try:
         return _REGISTRY[name]
     except KeyError:
