@@ -90,9 +90,10 @@ def toy_store(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def write_config(tmp_path, toy_store):
-    """``write_config(name, **sections)`` -> path of a YAML config on the toy store."""
+    """``write_config(name, replace=(), **sections)`` -> path of a YAML config on the toy store;
+    sections are merged into the defaults, except those named in ``replace``."""
 
-    def write(name: str = "run", **sections) -> Path:
+    def write(name: str = "run", replace: tuple[str, ...] = (), **sections) -> Path:
         config = {
             "name": name,
             "recipe": "expert",
@@ -114,7 +115,7 @@ def write_config(tmp_path, toy_store):
             "output_dir": str(tmp_path / "runs"),
         }
         for key, value in sections.items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
+            if isinstance(value, dict) and isinstance(config.get(key), dict) and key not in replace:
                 config[key] = {**config[key], **value}
             else:
                 config[key] = value

@@ -282,7 +282,7 @@ class InteractionBlock(nn.Module):
         )
         self.self_linear = o3.Linear(irreps_hidden, irreps_mid)
         self.norm: nn.Module = EquivariantLayerNorm(irreps_mid) if cfg.layer_norm else nn.Identity()
-        self.alpha = nn.Parameter(torch.zeros(())) if cfg.residual else None
+        self.alpha = nn.Parameter(torch.zeros(1)) if cfg.residual else None
 
     def forward(
         self,

@@ -41,6 +41,9 @@ class DataConfig(BaseModel):
             a ``holdout_fraction`` of the training materials is held out for early stopping.
         standardize: standardise each feature with the training mean/std (stored in the model).
         drop_nonfinite: drop sites whose features contain NaN/inf instead of refusing them.
+        graph: with ``features: [graph]`` (graph models such as ``cgxas``/``xane3``), the
+            settings of ``xas_features.graphs.CrystalGraphConfig`` (cutoff in Angstrom,
+            max_neighbors, ...); one graph per site with the absorber flagged.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +58,7 @@ class DataConfig(BaseModel):
     test_split: str | None = "test"
     standardize: bool = True
     drop_nonfinite: bool = False
+    graph: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelSection(BaseModel):

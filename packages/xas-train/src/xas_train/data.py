@@ -26,18 +26,26 @@ class SplitArrays:
         y: spectra, float32 [N, K].
         element: absorbing element of each row, str [N].
         site_ids: ``<material>_<site index>`` of each row, str [N].
+        graphs: for graph models, one crystal graph (torch-geometric ``Data``) per row with
+            its absorbing site flagged in ``absorber_mask``; ``x`` is then ``[N, 0]``.
     """
 
     x: np.ndarray
     y: np.ndarray
     element: np.ndarray
     site_ids: np.ndarray
+    graphs: list | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, mask: np.ndarray) -> SplitArrays:
-        return SplitArrays(self.x[mask], self.y[mask], self.element[mask], self.site_ids[mask])
+        graphs = None
+        if self.graphs is not None:
+            graphs = [g for g, keep in zip(self.graphs, mask, strict=True) if keep]
+        return SplitArrays(
+            self.x[mask], self.y[mask], self.element[mask], self.site_ids[mask], graphs
+        )
 
     def only(self, element: str) -> SplitArrays:
         return self.subset(self.element == element)
@@ -69,7 +77,15 @@ class TrainingData:
     provenance: dict = field(default_factory=dict)
 
     @property
+    def is_graph(self) -> bool:
+        """True when the inputs are crystal graphs (``data.features: [graph]``)."""
+        return self.train.graphs is not None
+
+    @property
     def input_dim(self) -> int:
+        """Features per site, or node-feature size of the graphs."""
+        if self.is_graph:
+            return int(self.train.graphs[0].x.shape[1])
         return int(self.train.x.shape[1])
 
     @property
@@ -125,8 +141,64 @@ def _material_holdout(site_ids: np.ndarray, fraction: float, seed: int) -> np.nd
     return np.array([m in held for m in materials])
 
 
-def _read_split(ds, element, fidelity, split, keys, drop_nonfinite) -> SplitArrays:
+GRAPH_FEATURES = "graph"
+
+
+def graph_config(settings: dict):
+    """``CrystalGraphConfig`` from ``data.graph`` settings; TrainError for bad ones."""
+    from xas_features.graphs import CrystalGraphConfig
+
+    try:
+        return CrystalGraphConfig(**settings)
+    except (TypeError, ValueError, Exception) as exc:
+        raise TrainError(f"invalid data.graph settings {settings}: {exc}") from None
+
+
+def graph_key(settings: dict) -> str:
+    """Feature key recorded in checkpoints of graph models, e.g. ``graph-1a2b3c4d``."""
+    import hashlib
+    import json
+
+    blob = json.dumps(graph_config(settings).to_dict(), sort_keys=True).encode()
+    return f"{GRAPH_FEATURES}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def _read_graphs(ds, sel, settings: dict) -> list:
+    from xas_features.graphs import build_crystal_graph
+
+    config = graph_config(settings)
+    cols = sel.sites()
+    cache: dict[int, object] = {}
+    graphs = []
+    for material, index in zip(cols["material"], cols["index"], strict=True):
+        material = int(material)
+        if material not in cache:
+            cache[material] = ds.structure(material)
+        graphs.append(build_crystal_graph(cache[material], [int(index)], config))
+    return graphs
+
+
+def _read_split(ds, element, fidelity, split, keys, drop_nonfinite, graph=None) -> SplitArrays:
     sel = ds.select(element, fidelity, split)
+    if graph is not None:
+        y = (
+            sel.intensities().astype(np.float32)
+            if len(sel)
+            else np.zeros((0, sel.energy.size), np.float32)
+        )
+        cols = sel.sites()
+        mids = ds.material_ids[cols["material"]] if len(sel) else np.zeros(0, dtype=str)
+        site_ids = np.array(
+            [f"{m}_{int(i):03d}" for m, i in zip(mids, cols["index"], strict=True)], dtype="<U40"
+        )
+        graphs = _read_graphs(ds, sel, graph) if len(sel) else []
+        return SplitArrays(
+            np.zeros((len(y), 0), np.float32),
+            y,
+            np.full(len(y), element, dtype="<U3"),
+            site_ids,
+            graphs,
+        )
     if len(sel) == 0:
         d = sum(int(ds.root[f"features/{k}/values"].shape[1]) for k in keys)
         return SplitArrays(
@@ -153,11 +225,15 @@ def _read_split(ds, element, fidelity, split, keys, drop_nonfinite) -> SplitArra
 
 
 def _concat(parts: list[SplitArrays]) -> SplitArrays:
+    graphs = None
+    if parts and parts[0].graphs is not None:
+        graphs = [g for p in parts for g in p.graphs]
     return SplitArrays(
         np.concatenate([p.x for p in parts]),
         np.concatenate([p.y for p in parts]),
         np.concatenate([p.element for p in parts]),
         np.concatenate([p.site_ids for p in parts]),
+        graphs,
     )
 
 
@@ -184,7 +260,14 @@ def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
             f"element(s) {missing} have no {config.fidelity} spectra in {ds.path}; elements "
             f"present at this fidelity: {present}. Fix data.elements"
         )
-    keys = [_feature_key(ds, name) for name in config.features]
+    is_graph = config.features == [GRAPH_FEATURES]
+    if GRAPH_FEATURES in config.features and not is_graph:
+        raise TrainError(
+            "data.features 'graph' (crystal graphs for graph models) cannot be mixed with "
+            f"per-site features {config.features}; use features: [graph] alone"
+        )
+    graph = dict(config.graph) if is_graph else None
+    keys = [graph_key(graph)] if is_graph else [_feature_key(ds, n) for n in config.features]
     energies = {e: ds.select(e, config.fidelity).energy for e in elements}
     sizes = {e: g.size for e, g in energies.items()}
     if len(set(sizes.values())) > 1:
@@ -197,7 +280,7 @@ def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
         if split is None:
             return None
         parts = [
-            _read_split(ds, e, config.fidelity, split, keys, config.drop_nonfinite)
+            _read_split(ds, e, config.fidelity, split, keys, config.drop_nonfinite, graph)
             for e in elements
         ]
         return _concat(parts)
@@ -222,7 +305,12 @@ def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
                 "set data.val_split: null to hold out training materials instead"
             )
     test = read(config.test_split)
-    attrs = [ds.feature_attrs(k) for k in keys]
+    if is_graph:
+        from xas_features import __version__ as features_version
+
+        attrs = [{"featurizer": "crystal-graph", "version": f"xas-features {features_version}"}]
+    else:
+        attrs = [ds.feature_attrs(k) for k in keys]
     return TrainingData(
         train=train,
         val=val,

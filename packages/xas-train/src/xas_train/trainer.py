@@ -126,13 +126,21 @@ def build_initial_model(config: RunConfig, data: TrainingData) -> tuple[torch.nn
                 f"init_from predicts {out_dim} points but the data has {data.output_dim}"
             )
         return model, str(meta.architecture)
-    arch = config.model.architecture or "xasblock"
-    params = {**user, "input_dim": data.input_dim, "output_dim": data.output_dim}
+    arch = config.model.architecture or ("cgxas" if data.is_graph else "xasblock")
+    params = (
+        graph_model_params(arch, user, data)
+        if data.is_graph
+        else {
+            **user,
+            "input_dim": data.input_dim,
+            "output_dim": data.output_dim,
+        }
+    )
     try:
         model = xm.build_model(arch, params)
     except xm.ModelError as exc:
         raise ConfigError(str(exc)) from None
-    if config.data.standardize and hasattr(model, "set_input_scaling"):
+    if config.data.standardize and hasattr(model, "set_input_scaling") and not data.is_graph:
         x = data.train.x.astype(np.float64)
         std = x.std(axis=0)
         model.set_input_scaling(
@@ -140,6 +148,50 @@ def build_initial_model(config: RunConfig, data: TrainingData) -> tuple[torch.nn
             torch.from_numpy(np.where(std > 1e-8, std, 1.0)).float(),
         )
     return model, arch
+
+
+def graph_model_params(arch: str, user: dict[str, Any], data: TrainingData) -> dict[str, Any]:
+    """Hyper-parameters of a graph model with the data-given ones filled in.
+
+    ``output_dim`` is the grid length; ``cgxas`` also gets ``node_dim`` (node-feature size) and
+    ``elements`` (the absorbing elements); ``xane3`` gets its energy window (eV, relative to the
+    first grid point) from the grid.
+    """
+    if arch == "xasblock":
+        raise ConfigError(
+            "model 'xasblock' takes per-site feature vectors, but data.features is [graph]; "
+            "use a graph model (cgxas, xane3) or per-site features (e.g. chgnet)"
+        )
+    params = {**user, "output_dim": data.output_dim}
+    if arch == "cgxas":
+        params.setdefault("node_dim", data.input_dim)
+        params.setdefault("elements", list(data.elements))
+    if arch == "xane3":
+        grid = data.grid(data.elements[0])
+        params.setdefault("energy_min", 0.0)
+        params.setdefault("energy_max", grid["step"] * (grid["n_points"] - 1))
+    return params
+
+
+class ModelInputs:
+    """Rows of one split as model inputs: a feature tensor, or a batch of crystal graphs."""
+
+    def __init__(self, split: SplitArrays, device: torch.device, dtype: torch.dtype) -> None:
+        self.graphs = split.graphs
+        self.device = device
+        self.x = None if self.graphs is not None else torch.from_numpy(split.x).to(device, dtype)
+
+    def __call__(self, rows: torch.Tensor | np.ndarray):
+        if self.graphs is None:
+            return self.x[torch.as_tensor(rows)]
+        from xas_features.graphs import collate_graphs
+
+        return collate_graphs([self.graphs[int(i)] for i in rows]).to(self.device)
+
+
+def spectrum_of(output: Any) -> torch.Tensor:
+    """The predicted spectra ``[B, K]`` of a model output (a tensor, or XANE(3)'s dict)."""
+    return output["spectrum"] if isinstance(output, dict) else output
 
 
 # --------------------------------------------------------------------------- DeepSpeed set-up
@@ -218,19 +270,20 @@ def _sync_buffers(module: torch.nn.Module, world_size: int) -> None:
 
 @torch.no_grad()
 def predict_array(
-    module: torch.nn.Module, x: np.ndarray, device: torch.device, chunk: int = 4096
+    module: torch.nn.Module, split: SplitArrays, device: torch.device, chunk: int = 4096
 ) -> np.ndarray:
-    """Predictions of ``module`` in eval mode for features ``x`` [N, D] -> float32 [N, K]."""
+    """Predictions of ``module`` in eval mode for the rows of ``split`` -> float32 [N, K]."""
     was_training = module.training
     module.eval()
-    dtype = next(module.parameters()).dtype
+    inputs = ModelInputs(split, device, next(module.parameters()).dtype)
+    step = chunk if split.graphs is None else 64
     out = []
-    for i in range(0, len(x), chunk):
-        xb = torch.from_numpy(x[i : i + chunk]).to(device=device, dtype=dtype)
-        out.append(module(xb).float().cpu().numpy())
+    for i in range(0, len(split), step):
+        rows = np.arange(i, min(i + step, len(split)))
+        out.append(spectrum_of(module(inputs(rows))).float().cpu().numpy())
     module.train(was_training)
     if not out:
-        return np.zeros((0, 0), np.float32)
+        return np.zeros((0, split.y.shape[1]), np.float32)
     return np.concatenate(out)
 
 
@@ -308,7 +361,7 @@ def _evaluate_and_save(
             continue
         preds = Predictions(
             y_true=part.y.astype(np.float64),
-            y_pred=predict_array(module, part.x, device).astype(np.float64),
+            y_pred=predict_array(module, part, device).astype(np.float64),
             y_train_mean=data.train_mean(element),
             energy=data.energies[element],
             site_ids=part.site_ids,
@@ -414,6 +467,8 @@ def train(
     resume = bool(flag.item())
 
     lr = t.lr
+    if t.lr_finder and not resume and data.is_graph:
+        raise ConfigError("training.lr_finder supports per-site feature models only; set lr")
     if t.lr_finder and not resume:
         from xas_train.lr_finder import find_lr
 
@@ -432,9 +487,9 @@ def train(
     )
     device = engine.device
     dtype = next(engine.module.parameters()).dtype
-    x_train = torch.from_numpy(data.train.x).to(device=device, dtype=dtype)
+    x_train = ModelInputs(data.train, device, dtype)
     y_train = torch.from_numpy(data.train.y).to(device=device, dtype=torch.float32)
-    x_val, y_val = data.val.x, torch.from_numpy(data.val.y)
+    y_val = torch.from_numpy(data.val.y)
 
     state: dict[str, Any] = {
         "epoch": 0,
@@ -509,7 +564,7 @@ def train(
                     j = acc * dist.world_size + dist.rank
                     rows = torch.from_numpy(batch_idx[j * micro : (j + 1) * micro])
                     torch.manual_seed(_mix_seed(t.seed, epoch, step, j))
-                    pred = engine(x_train[rows])
+                    pred = spectrum_of(engine(x_train(rows)))
                     loss = loss_fn(pred.float(), y_train[rows])
                     engine.backward(loss)
                     engine.step()
@@ -518,7 +573,7 @@ def train(
             _sync_buffers(engine.module, dist.world_size)
             all_reduce_mean_(loss_sum, dist.world_size)
             train_loss = float(loss_sum.item()) * dist.world_size / (steps * global_batch)
-            pred_val = torch.from_numpy(predict_array(engine.module, x_val, device))
+            pred_val = torch.from_numpy(predict_array(engine.module, data.val, device))
             val_loss = float(loss_fn(pred_val, y_val))
             val_mse = float(torch.mean((pred_val - y_val) ** 2))
             epoch += 1

@@ -1,0 +1,92 @@
+"""Graph models (CGXAS, XANE(3)) through the same trainer, recipes and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xas_train.config import load_config
+from xas_train.errors import ConfigError
+from xas_train.trainer import train
+
+GRAPH = {"cutoff": 5.0, "max_neighbors": 12, "max_z": 30, "include_ties": True}
+
+
+def test_cgxas_universal_then_tuned(write_config):
+    cfg = load_config(
+        write_config(
+            "cgxas-uni",
+            recipe="universal",
+            data={"elements": None, "features": ["graph"], "graph": GRAPH},
+            model={
+                "architecture": "cgxas",
+                "hidden_dim": 16,
+                "n_conv": 3,
+                "mlp_hidden": [32],
+                "edge_features": "both",
+            },
+            replace=("model",),
+            training={"max_epochs": 4, "loss": "rse", "lr": 3e-3},
+        )
+    )
+    result = train(cfg, progress=None)
+    history = json.loads((Path(result.run_dir) / "history.json").read_text())
+    assert len(history) == 4 and history[-1]["train_loss"] < history[0]["train_loss"]
+    meta = json.loads((Path(result.model_dir) / "model.json").read_text())
+    assert meta["architecture"] == "cgxas"
+    assert meta["config"]["elements"] == ["Cu", "Ni"] and meta["config"]["node_dim"] == 41
+    assert meta["featurizer"]["name"] == "crystal-graph"
+    assert set(result.metrics) == {"Cu", "Ni"}
+    tuned = load_config(
+        write_config(
+            "cgxas-tuned",
+            recipe="tuned",
+            init_from=result.model_dir,
+            data={"elements": ["Cu"], "features": ["graph"], "graph": GRAPH},
+            model={},
+            replace=("model",),
+            training={"max_epochs": 2, "loss": "rse"},
+        )
+    )
+    assert train(tuned, progress=None).metrics["Cu"]["n"] == 9
+
+
+def test_xane3_expert_with_derivative_loss(write_config):
+    cfg = load_config(
+        write_config(
+            "xane3",
+            data={"features": ["graph"], "graph": GRAPH},
+            replace=("model",),
+            model={
+                "architecture": "xane3",
+                "n_layers": 2,
+                "irreps_hidden": "4x0e+2x1o+2x2e",
+                "n_gaussians_out": 20,
+                "embed_dim": 8,
+                "radial_hidden": 8,
+                "readout_hidden": 16,
+                "max_z": 30,
+            },
+            training={"max_epochs": 3, "loss": "derivative", "lr": 3e-3},
+        )
+    )
+    result = train(cfg, progress=None)
+    meta = json.loads((Path(result.model_dir) / "model.json").read_text())
+    assert meta["architecture"] == "xane3"
+    assert meta["config"]["energy_max"] == pytest.approx(0.5 * 39)
+    assert result.metrics["Cu"]["n"] == 9
+
+
+def test_xasblock_on_graphs_is_refused(write_config):
+    cfg = load_config(
+        write_config(
+            "bad-graph",
+            data={"features": ["graph"]},
+            model={"architecture": "xasblock"},
+            replace=("model",),
+        )
+    )
+    with pytest.raises(ConfigError, match="use a graph model"):
+        train(cfg, progress=None)
