@@ -48,7 +48,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError
+from xas_models.errors import ModelError, config_error
 from xas_models.registry import register_model
 
 if TYPE_CHECKING:
@@ -136,23 +136,6 @@ _FIELD_HINTS: dict[str, str] = {
     "dropout": "a float in [0, 1), default 0.0",
     "norm": "one of 'layer', 'batch'",
 }
-
-
-def _config_error(exc: ValidationError) -> ModelError:
-    """Turn a pydantic ValidationError into a ModelError naming each key and its allowed values."""
-    allowed = ", ".join(_FIELD_HINTS)
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-        key = str(err["loc"][0]) if err["loc"] else ""
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r} (allowed keys: {allowed})")
-        elif err["type"] == "missing":
-            parts.append(f"missing key {loc!r}: expected {_FIELD_HINTS.get(key, 'a value')}")
-        else:
-            hint = _FIELD_HINTS.get(key, "a valid value")
-            parts.append(f"key {loc!r}: {err['msg']} (got {err.get('input')!r}); expected {hint}")
-    return ModelError("invalid cgxas config: " + "; ".join(parts) + ". Fix the config.")
 
 
 class EdgeBasis(nn.Module):
@@ -249,7 +232,7 @@ class CGXAS(nn.Module):
         try:
             parsed = CGXASConfig.model_validate(config)
         except ValidationError as exc:
-            raise _config_error(exc) from None
+            raise config_error(exc, "cgxas", _FIELD_HINTS) from None
         return cls(parsed)
 
     def config_dict(self) -> dict[str, Any]:

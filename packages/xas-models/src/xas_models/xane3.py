@@ -57,7 +57,7 @@ from e3nn.nn import Gate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from torch import nn
 
-from xas_models.errors import ModelError
+from xas_models.errors import ModelError, config_error
 from xas_models.registry import register_model
 
 
@@ -161,21 +161,6 @@ _FIELD_HINTS: dict[str, str] = {
     "background": "true or false",
     "e0_head": "true or false",
 }
-
-
-def _config_error(exc: ValidationError) -> ModelError:
-    """A ModelError naming each bad key of a pydantic ValidationError and its allowed values."""
-    allowed = ", ".join(_FIELD_HINTS)
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-        key = str(err["loc"][0]) if err["loc"] else ""
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r} (allowed keys: {allowed})")
-        else:
-            hint = _FIELD_HINTS.get(key, "a valid value")
-            parts.append(f"key {loc!r}: {err['msg']} (got {err.get('input')!r}); expected {hint}")
-    return ModelError("invalid xane3 config: " + "; ".join(parts) + ". Fix the config.")
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -380,7 +365,7 @@ class XANE3(nn.Module):
         try:
             parsed = XANE3Config.model_validate(config)
         except ValidationError as exc:
-            raise _config_error(exc) from None
+            raise config_error(exc, "xane3", _FIELD_HINTS) from None
         return cls(parsed)
 
     def config_dict(self) -> dict[str, Any]:

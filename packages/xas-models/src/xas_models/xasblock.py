@@ -24,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError
+from xas_models.errors import ModelError, config_error
 from xas_models.registry import register_model
 
 #: Default hidden widths: two layers of 400. A reasonable generic starting point for
@@ -69,23 +69,6 @@ _FIELD_HINTS: dict[str, str] = {
     "dropout": "a float in [0, 1), default 0.5",
     "batchnorm": "true or false",
 }
-
-
-def _config_error(exc: ValidationError, model_name: str) -> ModelError:
-    """Turn a pydantic ValidationError into a ModelError naming each key and its allowed values."""
-    allowed = ", ".join(_FIELD_HINTS)
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-        key = str(err["loc"][0]) if err["loc"] else ""
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r} (allowed keys: {allowed})")
-        elif err["type"] == "missing":
-            parts.append(f"missing key {loc!r}: expected {_FIELD_HINTS.get(key, 'a value')}")
-        else:
-            hint = _FIELD_HINTS.get(key, "a valid value")
-            parts.append(f"key {loc!r}: {err['msg']} (got {err.get('input')!r}); expected {hint}")
-    return ModelError(f"invalid {model_name} config: " + "; ".join(parts) + ". Fix the config.")
 
 
 @register_model("xasblock")
@@ -138,7 +121,7 @@ class XASBlock(nn.Module):
         try:
             parsed = XASBlockConfig.model_validate(config)
         except ValidationError as exc:
-            raise _config_error(exc, "xasblock") from None
+            raise config_error(exc, "xasblock", _FIELD_HINTS) from None
         return cls(parsed)
 
     def config_dict(self) -> dict[str, Any]:
