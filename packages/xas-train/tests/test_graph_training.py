@@ -90,3 +90,30 @@ def test_xasblock_on_graphs_is_refused(write_config):
     )
     with pytest.raises(ConfigError, match="use a graph model"):
         train(cfg, progress=None)
+
+
+def test_predict_with_a_trained_graph_checkpoint_matches_the_trainer(write_config, toy_store):
+    import numpy as np
+
+    from xas_data.store import XASDataset
+    from xas_eval.predictions import Predictions
+    from xas_models import predict
+
+    cfg = load_config(
+        write_config(
+            "cgxas-pred",
+            data={"features": ["graph"], "graph": GRAPH},
+            model={"architecture": "cgxas", "hidden_dim": 8, "n_conv": 2, "mlp_hidden": [16]},
+            replace=("model",),
+            training={"max_epochs": 2, "loss": "rse"},
+        )
+    )
+    result = train(cfg, progress=None)
+    meta = json.loads((Path(result.model_dir) / "model.json").read_text())
+    assert meta["training_data"]["graph_config"]["cutoff"] == 5.0
+    preds = Predictions.load(result.predictions[0])
+    ds = XASDataset.open(toy_store)
+    material, site = preds.site_ids[0].rsplit("_", 1)
+    [out] = predict(ds.structure(material), "Cu", model=result.model_dir)
+    assert out.sites[0].site_index == int(site)
+    np.testing.assert_allclose(out.sites[0].mu, preds.y_pred[0], atol=1e-5)

@@ -315,6 +315,49 @@ def _featurize(featurizers: list[Any], structures: list[Structure], sites: list[
     return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
 
 
+#: ``featurizer.name`` of graph-model checkpoints (xas-train ``data.features: [graph]``)
+GRAPH_FEATURIZER = "crystal-graph"
+
+
+def _run_graph_model(
+    module: nn.Module, meta: CheckpointMeta, structures: list[Structure], sites: list[int]
+) -> np.ndarray:
+    """Spectra ``[n, K]`` of a graph model (CGXAS, XANE(3)): one crystal graph per site, built
+    with the checkpoint's ``training_data.graph_config``, batched in one forward pass."""
+    settings = meta.training_data.get("graph_config")
+    if not isinstance(settings, dict):
+        raise ModelError(
+            "this graph checkpoint does not record its crystal-graph settings "
+            "(training_data.graph_config); re-train or re-export it with a current xas-train"
+        )
+    try:
+        import torch
+
+        from xas_features.graphs import CrystalGraphConfig, build_crystal_graph, collate_graphs
+    except ImportError as exc:
+        raise ModelError(
+            f'graph models need the graph extra: pip install "xas-models[graph]" ({exc})'
+        ) from None
+    config = CrystalGraphConfig(**settings)
+    try:
+        batch = collate_graphs(
+            [build_crystal_graph(s, [i], config) for s, i in zip(structures, sites, strict=True)]
+        )
+    except ImportError as exc:
+        raise ModelError(
+            f'graph models need the graph extra: pip install "xas-models[graph]" ({exc})'
+        ) from None
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(batch)
+    finally:
+        module.train(was_training)
+    out = out["spectrum"] if isinstance(out, dict) else out
+    return out.detach().double().cpu().numpy()
+
+
 # -- predict ------------------------------------------------------------------------------------
 
 
@@ -405,11 +448,14 @@ def predict(
             jobs.append((pos, el, inequivalent_absorbing_sites(structure, el, symprec=symprec)))
 
     grids = {el: meta.grid_for(el) for el in {j[1] for j in jobs}}
-    featurizers = _featurizers(meta, label, featurizer)
     rows_structures = [inputs[pos][0] for pos, _, sites in jobs for _ in sites]
     rows_sites = [s.index for _, _, sites in jobs for s in sites]
-    features = _featurize(featurizers, rows_structures, rows_sites)
-    mu_all = _run_model(loaded.module, features)
+    if meta.featurizer.name == GRAPH_FEATURIZER:
+        mu_all = _run_graph_model(loaded.module, meta, rows_structures, rows_sites)
+    else:
+        featurizers = _featurizers(meta, label, featurizer)
+        features = _featurize(featurizers, rows_structures, rows_sites)
+        mu_all = _run_model(loaded.module, features)
 
     results: list[StructurePrediction] = []
     row = 0

@@ -74,6 +74,7 @@ class TrainingData:
     dataset_name: str
     dataset_path: str
     dataset_license: str = ""
+    graph_settings: dict | None = None
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -324,5 +325,6 @@ def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
         dataset_name=ds.name,
         dataset_path=str(ds.path),
         dataset_license=str(ds.attrs.get("license", "")),
+        graph_settings=graph_config(graph).to_dict() if is_graph else None,
         provenance={"splits": ds.attrs.get("splits", {})} if "splits" in ds.attrs else {},
     )

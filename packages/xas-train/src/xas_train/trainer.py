@@ -403,6 +403,8 @@ def _evaluate_and_save(
             "recipe": config.recipe,
             "init_from": config.init_from,
             "mlflow_run_id": run_id,
+            # graph models: the CrystalGraphConfig that predict() must rebuild graphs with
+            **({"graph_config": data.graph_settings} if data.graph_settings else {}),
             # the eta baseline (mean training spectrum per element), so eta can be re-evaluated
             "baseline_spectra": {
                 e: [round(float(v), 7) for v in data.train_mean(e)] for e in data.elements
