@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -499,17 +498,11 @@ def predict(
 
 
 def _atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    """Write ``data`` atomically (xas-data's temporary-sibling-then-rename) and return the path."""
+    from xas_data.io_utils import atomic_write_bytes
+
+    atomic_write_bytes(path, data)
+    return Path(path)
 
 
 CSV_COLUMNS = (

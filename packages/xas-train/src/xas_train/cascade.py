@@ -18,7 +18,6 @@ spectra) are recorded as skipped with the reason, never silently dropped.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,13 +238,12 @@ def run_cascade(
 
 
 def _write_summary(cascade_dir: Path, runs: list[CascadeRun]) -> tuple[Path, str | None, str]:
+    from xas_data.io_utils import atomic_write_text
     from xas_eval.predictions import Predictions
     from xas_eval.report import render_markdown, table_one, write_report
 
     summary = cascade_dir / "summary.json"
-    tmp = summary.with_name(f".summary.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps([asdict(r) for r in runs], indent=2, default=str) + "\n")
-    os.replace(tmp, summary)
+    atomic_write_text(summary, json.dumps([asdict(r) for r in runs], indent=2, default=str) + "\n")
     preds = [
         Predictions.load(p)
         for r in runs

@@ -70,11 +70,10 @@ def _locked(zoo_dir: Path):
 
 
 def _write_index(zoo_dir: Path, index: dict[str, Any]) -> None:
+    from xas_data.io_utils import atomic_write_text
+
     index["models"].sort(key=lambda e: (e["name"], e["version"]))
-    fd, tmp = tempfile.mkstemp(dir=zoo_dir, prefix=".index.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(index, indent=2) + "\n")
-    os.replace(tmp, zoo_dir / INDEX_FILE)
+    atomic_write_text(zoo_dir / INDEX_FILE, json.dumps(index, indent=2) + "\n")
 
 
 def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> Path:
