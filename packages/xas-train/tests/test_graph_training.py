@@ -53,10 +53,11 @@ def test_cgxas_universal_then_tuned(write_config):
     assert train(tuned, progress=None).metrics["Cu"]["n"] == 9
 
 
-def test_xane3_expert_with_derivative_loss(write_config):
+@pytest.mark.parametrize("loss", ["derivative", "xane3"])
+def test_xane3_expert_with_derivative_loss(write_config, loss):
     cfg = load_config(
         write_config(
-            "xane3",
+            f"xane3-{loss}",
             data={"features": ["graph"], "graph": GRAPH},
             replace=("model",),
             model={
@@ -69,10 +70,12 @@ def test_xane3_expert_with_derivative_loss(write_config):
                 "readout_hidden": 16,
                 "max_z": 30,
             },
-            training={"max_epochs": 3, "loss": "derivative", "lr": 3e-3},
+            training={"max_epochs": 3, "loss": loss, "lr": 3e-3},
         )
     )
     result = train(cfg, progress=None)
+    history = json.loads((Path(result.run_dir) / "history.json").read_text())
+    assert history[-1]["val_mse"] < history[0]["val_mse"]
     meta = json.loads((Path(result.model_dir) / "model.json").read_text())
     assert meta["architecture"] == "xane3"
     assert meta["config"]["energy_max"] == pytest.approx(0.5 * 39)

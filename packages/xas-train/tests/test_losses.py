@@ -28,6 +28,32 @@ def test_losses_match_their_formulas():
     assert off == pytest.approx(0.01, rel=1e-4)
 
 
+def test_xane3_loss_anneals_derivatives_and_fits_e0():
+    gen = torch.Generator().manual_seed(1)
+    energy = torch.arange(30) * 0.5  # eV above the first grid point
+    y = torch.sigmoid((energy - 6.0) / 0.7).repeat(4, 1)  # steepest rise at 6 eV
+    p = y + 0.05 * torch.randn(4, 30, generator=gen)
+    loss = make_loss("xane3", {"d1": 1.0, "d2": 1.0, "anneal_epochs": 4}, energy_step=0.5)
+    assert loss.edge_energy(y).tolist() == pytest.approx([6.0] * 4)
+    mse = ((p - y) ** 2).mean()
+    g1 = (torch.diff(p - y, dim=1) ** 2).mean()
+    g2 = (torch.diff(p - y, n=2, dim=1) ** 2).mean()
+    # validation objective: full derivative weights, no E0 term
+    assert loss(p, y).item() == pytest.approx((mse + g1 + g2).item(), rel=1e-5)
+    # training: epoch 0 has no derivative terms, epoch 2 half of them, epoch >= 4 all
+    assert loss.train_loss(p, y, 0).item() == pytest.approx(mse.item(), rel=1e-5)
+    half = (mse + 0.5 * g1 + 0.5 * g2).item()
+    assert loss.train_loss({"spectrum": p, "e0": None}, y, 2).item() == pytest.approx(
+        half, rel=1e-5
+    )
+    # an E0 head 1 eV off adds e0_weight * 1 eV
+    out = {"spectrum": p, "e0": torch.full((4,), 7.0)}
+    full = (mse + g1 + g2 + 0.1 * 1.0).item()
+    assert loss.train_loss(out, y, 9).item() == pytest.approx(full, rel=1e-5)
+    with pytest.raises(ConfigError, match="not known for 'xane3'"):
+        make_loss("xane3", {"d3": 1.0})
+
+
 def test_unknown_loss_and_params_are_refused():
     with pytest.raises(ConfigError, match="unknown training.loss 'mae'"):
         make_loss("mae")

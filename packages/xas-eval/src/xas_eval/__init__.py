@@ -2,8 +2,10 @@
 Pearson, edge-energy error), a predictions file format, and the OmniXAS Table I report with
 plots (Matplotlib is imported only when plotting)."""
 
+from xas_eval.compare import ablation_rows, comparison_rows, pooled_metrics
 from xas_eval.metrics import (
     baseline_prediction,
+    derivative_mse,
     edge_energy,
     edge_energy_error,
     energy_improvement,
@@ -22,7 +24,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Predictions",
+    "ablation_rows",
     "baseline_prediction",
+    "comparison_rows",
+    "derivative_mse",
     "edge_energy",
     "edge_energy_error",
     "energy_improvement",
@@ -32,6 +37,7 @@ __all__ = [
     "median_error",
     "pearson",
     "per_spectrum_mse",
+    "pooled_metrics",
     "render_markdown",
     "rse",
     "table_one",

@@ -82,6 +82,52 @@ def report(
     typer.echo(f"report written to {path}", err=True)
 
 
+@app.command("compare")
+def compare_cmd(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help="LABEL=PATH pairs: a model's predictions.npz files or run folder (searched "
+            "recursively), e.g. cgxas=runs/graph/cgxas-default-universal"
+        ),
+    ],
+    ablation: Annotated[
+        str | None,
+        typer.Option(help="label of the full model: print the ablation table against it"),
+    ] = None,
+    d1: Annotated[float, typer.Option(help="derivative weight of the ablation total")] = 0.1,
+    d2: Annotated[float, typer.Option(help="curvature weight of the ablation total")] = 0.01,
+) -> None:
+    """Compare models evaluated on the same sites: eta, spectrum / derivative / curvature MSE.
+
+    Metrics are pooled over elements (each spectrum keeps its element's eta baseline). With
+    --ablation FULL the rows are laid out as the XANE(3) ablation table, with changes in %.
+    """
+    from xas_eval.compare import ablation_rows, comparison_rows
+    from xas_eval.predictions import find_predictions
+    from xas_eval.report import render_markdown
+
+    groups = {}
+    for item in models:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            typer.echo(f"error: {item!r} must look like LABEL=PATH", err=True)
+            raise typer.Exit(2)
+        try:
+            groups[label] = find_predictions([Path(path)])
+        except (FileNotFoundError, ValueError) as exc:
+            typer.echo(f"error: {label}: {exc}", err=True)
+            raise typer.Exit(2) from None
+    try:
+        rows = (
+            ablation_rows(groups, ablation, d1=d1, d2=d2) if ablation else comparison_rows(groups)
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(render_markdown(rows), nl=False)
+
+
 @app.command("ensemble")
 def ensemble_cmd(
     paths: Annotated[list[Path], typer.Argument(help="predictions files or folders (members)")],
@@ -128,7 +174,7 @@ def evaluate_cmd(
     for c in checks:
         card = "-" if c.card is None else f"{c.card:.6g}"
         typer.echo(
-            f"{c.element:<8}{c.metric:<22}{card:>12}{c.measured:>14.6g}  {'yes' if c.matches else 'NO'}"
+            f"{c.element:<8}{c.metric:<22}{card:>12}{c.measured:>14.6g}  {'n/a' if c.card is None else 'yes' if c.matches else 'NO'}"
         )
     if out is not None:
         for p in preds:

@@ -11,7 +11,10 @@ Shapes: ``y_true``/``y_pred`` are [N, K] (N spectra on one K-point grid); energi
 * energy-resolved improvement ``I(E_k) = (median_i se_B(E_k) - median_i se_A(E_k))
   / median_i se_baseline(E_k)``;
 * ``RSE_i = sum_k (y - yhat)^2 / sum_k y^2`` (CGXAS), Pearson r per spectrum, and the
-  edge-energy error |E0(pred) - E0(true)| with E0 at the derivative maximum.
+  edge-energy error |E0(pred) - E0(true)| with E0 at the derivative maximum;
+* derivative and curvature errors (XANE(3)): the MSE of the first / second finite
+  differences of the error along the grid, ``mean_k (Delta^n (y - yhat))^2`` per spectrum
+  (per grid step, in spectrum units, the same terms as the derivative-aware losses).
 """
 
 from __future__ import annotations
@@ -77,6 +80,19 @@ def energy_improvement(
     mb = np.median((y_true - np.asarray(pred_b, dtype=np.float64)) ** 2, axis=0)
     m0 = np.median((y_true - baseline) ** 2, axis=0)
     return (mb - ma) / np.where(m0 > 0, m0, np.nan)
+
+
+def derivative_mse(y_true: np.ndarray, y_pred: np.ndarray, order: int = 1) -> np.ndarray:
+    """MSE of the ``order``-th finite difference (per grid step) of each spectrum's error, [N].
+
+    ``order=1`` is the derivative (gradient) error, ``order=2`` the curvature error of the
+    XANE(3) paper; differences are not divided by the grid step, so the values are in spectrum
+    units and comparable between grids of the same number of points.
+    """
+    y_true, y_pred = _pair(y_true, y_pred)
+    if order < 1 or y_true.shape[1] <= order:
+        raise ValueError(f"order must be in 1..{y_true.shape[1] - 1}, got {order}")
+    return np.mean(np.diff(y_true - y_pred, n=order, axis=1) ** 2, axis=1)
 
 
 def rse(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

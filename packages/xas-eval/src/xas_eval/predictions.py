@@ -149,7 +149,9 @@ class Predictions:
 
         ``n`` (spectra), ``eta`` (``xi_baseline / xi``), ``xi`` (median per-spectrum MSE),
         ``xi_baseline``, ``mean_rse``, ``median_pearson`` (median Pearson r over spectra,
-        NaN-safe), ``mean_edge_error_ev`` (mean |E0(pred) - E0(true)|, eV).
+        NaN-safe), ``mean_edge_error_ev`` (mean |E0(pred) - E0(true)|, eV), ``mse`` (mean
+        squared error over all spectra and points), ``derivative_mse`` and ``curvature_mse``
+        (mean over spectra of the first / second finite-difference error, per grid step).
         """
         self.validate()
         xi = float(np.median(self.errors()))
@@ -165,6 +167,9 @@ class Predictions:
             "mean_edge_error_ev": float(
                 np.mean(_m.edge_energy_error(self.energy, self.y_true, self.y_pred))
             ),
+            "mse": float(np.mean(self.errors())),
+            "derivative_mse": float(np.mean(_m.derivative_mse(self.y_true, self.y_pred, 1))),
+            "curvature_mse": float(np.mean(_m.derivative_mse(self.y_true, self.y_pred, 2))),
         }
 
     def _metadata(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Spectrum losses by name: ``mse``, ``rse`` and ``derivative``.
+"""Spectrum losses by name: ``mse``, ``rse``, ``derivative`` and ``xane3``.
 
 All take ``pred`` and ``target`` of shape ``(batch, K)`` (K energy points on a uniform grid) and
 return a scalar mean over the batch, so that averaging over micro-batches and ranks gives the
@@ -47,12 +47,82 @@ def derivative_loss(d1: float = 0.1, d2: float = 0.05) -> LossFn:
     return loss
 
 
-LOSSES = ("mse", "rse", "derivative")
+class XANE3Loss:
+    """The XANE(3) objective: MSE + annealed first/second-derivative terms + L1 on E0.
+
+    Calling it with ``(pred, target)`` gives the full-weight spectrum objective (the validation
+    loss: annealing factor 1, no E0 term); :meth:`train_loss` gives the training loss of one
+    batch at ``epoch``: the derivative weights grow linearly from 0 to ``d1``/``d2`` over
+    ``anneal_epochs``, and when the model returns an ``e0`` (eV above the first grid point) it
+    is fitted to the target's edge energy (maximum of the central difference, in eV on a grid
+    of ``energy_step`` eV) with weight ``e0_weight``. See :func:`xas_models.xane3_loss`.
+    """
+
+    PARAMS = ("d1", "d2", "e0_weight", "anneal_epochs")
+
+    def __init__(
+        self,
+        d1: float = 0.1,
+        d2: float = 0.01,
+        e0_weight: float = 0.1,
+        anneal_epochs: float = 10,
+        energy_step: float = 1.0,
+    ) -> None:
+        from xas_models import xane3_loss  # needs the graph extra (e3nn), like the model
+
+        self._loss = xane3_loss
+        self.d1, self.d2, self.e0_weight = float(d1), float(d2), float(e0_weight)
+        self.anneal_epochs = int(anneal_epochs)
+        self.energy_step = float(energy_step)
+
+    def edge_energy(self, target: torch.Tensor) -> torch.Tensor:
+        """E0 of each target spectrum ``[B, K]`` in eV above the first grid point, ``[B]``."""
+        central = target[:, 2:] - target[:, :-2]
+        return (torch.argmax(central, dim=1) + 1).to(target.dtype) * self.energy_step
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total, _ = self._loss(pred, target, d1=self.d1, d2=self.d2, epoch=None)
+        return total
+
+    def train_loss(self, output: object, target: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Loss of one batch: ``output`` is the model output (a tensor or XANE(3)'s dict)."""
+        if isinstance(output, dict):
+            pred, e0 = output["spectrum"].float(), output.get("e0")
+        else:
+            pred, e0 = output.float(), None
+        total, _ = self._loss(
+            pred,
+            target,
+            e0_pred=None if e0 is None else e0.float(),
+            e0_true=None if e0 is None else self.edge_energy(target),
+            d1=self.d1,
+            d2=self.d2,
+            e0_weight=self.e0_weight,
+            epoch=epoch,
+            anneal_epochs=self.anneal_epochs,
+        )
+        return total
 
 
-def make_loss(name: str, params: dict[str, float] | None = None) -> LossFn:
-    """The loss called ``name`` with ``params``; ConfigError listing the choices otherwise."""
+LOSSES = ("mse", "rse", "derivative", "xane3")
+
+
+def make_loss(
+    name: str, params: dict[str, float] | None = None, energy_step: float = 1.0
+) -> LossFn:
+    """The loss called ``name`` with ``params``; ConfigError listing the choices otherwise.
+
+    ``energy_step`` (eV) is the grid spacing, used by ``xane3`` for its E0 target.
+    """
     params = dict(params or {})
+    if name == "xane3":
+        unknown = set(params) - set(XANE3Loss.PARAMS)
+        if unknown:
+            raise ConfigError(
+                f"training.loss_params {sorted(unknown)} are not known for 'xane3'; use "
+                f"{', '.join(XANE3Loss.PARAMS)}"
+            )
+        return XANE3Loss(**params, energy_step=energy_step)
     if name == "derivative":
         unknown = set(params) - {"d1", "d2"}
         if unknown:
@@ -66,3 +136,12 @@ def make_loss(name: str, params: dict[str, float] | None = None) -> LossFn:
             raise ConfigError(f"loss {name!r} takes no training.loss_params; remove {params}")
         return mse_loss if name == "mse" else rse_loss
     raise ConfigError(f"unknown training.loss {name!r}; choose one of {', '.join(LOSSES)}")
+
+
+def batch_loss(loss_fn: LossFn, output: object, target: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Training loss of one batch from the raw model ``output`` (tensor or dict) at ``epoch``."""
+    train_loss = getattr(loss_fn, "train_loss", None)
+    if train_loss is not None:
+        return train_loss(output, target, epoch)
+    pred = output["spectrum"] if isinstance(output, dict) else output
+    return loss_fn(pred.float(), target)

@@ -32,7 +32,7 @@ from xas_train.config import RunConfig, dump_config
 from xas_train.data import SplitArrays, TrainingData, load_training_data
 from xas_train.distributed import DistInfo, all_reduce_mean_, barrier, setup_distributed
 from xas_train.errors import ConfigError, TrainError
-from xas_train.losses import make_loss
+from xas_train.losses import batch_loss, make_loss
 from xas_train.tracking import Tracker
 
 Progress = Callable[[str], None]
@@ -444,9 +444,10 @@ def train(
     """
     t_start = time.perf_counter()
     t = config.training
-    loss_fn = make_loss(t.loss, t.loss_params)
+    make_loss(t.loss, t.loss_params)  # refuse a bad loss before reading any data
     if data is None:
         data = load_training_data(config.data, seed=t.seed)
+    loss_fn = make_loss(t.loss, t.loss_params, data.grid(data.elements[0])["step"])
     torch.manual_seed(t.seed)
     model, arch = build_initial_model(config, data)
 
@@ -565,8 +566,7 @@ def train(
                     j = acc * dist.world_size + dist.rank
                     rows = torch.from_numpy(batch_idx[j * micro : (j + 1) * micro])
                     torch.manual_seed(_mix_seed(t.seed, epoch, step, j))
-                    pred = spectrum_of(engine(x_train(rows)))
-                    loss = loss_fn(pred.float(), y_train[rows])
+                    loss = batch_loss(loss_fn, engine(x_train(rows)), y_train[rows], epoch)
                     engine.backward(loss)
                     engine.step()
                     loss_sum += loss.detach().double().cpu() * micro
