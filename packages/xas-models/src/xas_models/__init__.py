@@ -50,7 +50,17 @@ _LAZY: dict[str, str] = {
     "XANE3": "xas_models.xane3",
     "XANE3Config": "xas_models.xane3",
     "xane3_loss": "xas_models.xane3",
+    # spectral domain mapping (numpy only; ``from xas_models.sdm import ...`` skips torch)
+    "SDMResult": "xas_models.sdm",
+    "SpectralDomainMapper": "xas_models.sdm",
+    "kmeans": "xas_models.sdm",
+    "project_simplex": "xas_models.sdm",
+    "sdm_map": "xas_models.sdm",
 }
+
+
+# lazy exports that need no torch (importing them must not import the models)
+_TORCH_FREE = {"xas_models.sdm"}
 
 
 def __getattr__(name: str) -> Any:
@@ -58,7 +68,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'xas_models' has no attribute {name!r}")
-    import_module("xas_models.xasblock")  # registers "xasblock"
+    if module not in _TORCH_FREE:
+        import_module("xas_models.xasblock")  # registers "xasblock"
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value
@@ -75,7 +86,9 @@ __all__ = [
     "EnergyGrid",
     "FeaturizerInfo",
     "ModelError",
+    "SDMResult",
     "SitePrediction",
+    "SpectralDomainMapper",
     "StructurePrediction",
     "XASBlock",
     "XANE3",
@@ -85,14 +98,17 @@ __all__ = [
     "__version__",
     "available_models",
     "build_model",
+    "kmeans",
     "list_pretrained",
     "load_checkpoint",
     "load_pretrained",
     "plot_predictions",
     "predict",
+    "project_simplex",
     "register_model",
     "render_model_card",
     "save_checkpoint",
+    "sdm_map",
     "write_csv",
     "write_json",
     "xane3_loss",
