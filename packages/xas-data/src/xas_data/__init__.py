@@ -26,6 +26,17 @@ from xas_data.schema import (
 __version__ = "0.1.0"
 
 _LAZY = {"Batch", "Selection", "XASDataset"}
+_LAZY_MODULES = {
+    "ProcessedSpectrum": "experiment_processing",
+    "ProcessingConfig": "experiment_processing",
+    "process_spectrum": "experiment_processing",
+    "process_arrays": "experiment_processing",
+    "IngestReport": "experiment_ingest",
+    "ingest_measured_spectra": "experiment_ingest",
+    "read_measured_sources": "experiment_ingest",
+    "K_EDGE_EV": "edges",
+    "k_edge_energy": "edges",
+}
 
 
 def __getattr__(name: str):
@@ -34,6 +45,10 @@ def __getattr__(name: str):
         from xas_data import store
 
         return getattr(store, name)
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return getattr(importlib.import_module(f"xas_data.{_LAZY_MODULES[name]}"), name)
     raise AttributeError(f"module 'xas_data' has no attribute {name!r}")
 
 
@@ -53,6 +68,10 @@ def open_default_dataset():
 
 __all__ = [
     "DEFAULT_GRID_START_EV",
+    "K_EDGE_EV",
+    "IngestReport",
+    "ProcessedSpectrum",
+    "ProcessingConfig",
     "SCHEMA_VERSION",
     "Batch",
     "EnergyGrid",
@@ -68,6 +87,11 @@ __all__ = [
     "XASDataset",
     "default_dataset_path",
     "default_grid",
+    "ingest_measured_spectra",
+    "k_edge_energy",
     "open_default_dataset",
     "parse_fidelity",
+    "process_arrays",
+    "process_spectrum",
+    "read_measured_sources",
 ]

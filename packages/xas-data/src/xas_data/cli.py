@@ -270,6 +270,52 @@ def ingest(
     typer.echo(f"wrote {ds.path}: {ds.n_sites} spectra of {ds.n_materials} materials")
 
 
+@app.command("ingest-measured")
+def ingest_measured_cmd(
+    sources: Annotated[
+        list[Path], typer.Argument(help="xaslib JSON, XDI or two-column files (or folders)")
+    ],
+    out: Annotated[Path, typer.Option(help="store to write or extend (fidelity EXP)")],
+    element: Annotated[
+        str | None, typer.Option(help="absorber for two-column files / XDI without one")
+    ] = None,
+    cif: Annotated[
+        list[str] | None,
+        typer.Option(help="SAMPLE=PATH: structure file for a sample (repeatable)"),
+    ] = None,
+    keep_unmatched: Annotated[
+        bool, typer.Option(help="also store spectra without a structure")
+    ] = False,
+    flatten: Annotated[bool, typer.Option(help="flatten the post-edge")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace the store instead of extending it")
+    ] = False,
+) -> None:
+    """Normalise measured K-edge spectra, link them to structures and store them as EXP."""
+    from xas_data.experiment_ingest import ingest_measured_spectra, read_measured_sources
+    from xas_data.experiment_processing import ProcessingConfig
+
+    cif_map = {}
+    for item in cif or []:
+        sample, sep, path = item.partition("=")
+        if not sep or not sample.strip() or not path.strip():
+            _fail(ValueError(f"--cif {item!r}: use SAMPLE=PATH, e.g. --cif 'CuO=tenorite.cif'"))
+        cif_map[sample.strip()] = Path(path.strip())
+    spectra = _run(read_measured_sources, sources, element)
+    report = _run(
+        ingest_measured_spectra,
+        spectra,
+        out,
+        cif_map=cif_map,
+        config=ProcessingConfig(flatten=flatten),
+        keep_unmatched=keep_unmatched,
+        overwrite=overwrite,
+    )
+    typer.echo(report.table())
+    if not any(r.status.startswith(("stored", "already")) for r in report.rows):
+        raise typer.Exit(1)
+
+
 @app.command()
 def fetch(
     name: Annotated[str | None, typer.Argument(help="registered dataset name")] = None,

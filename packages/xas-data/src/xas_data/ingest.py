@@ -247,85 +247,22 @@ def read_measured(path: str | Path, kind: str) -> list:
 def ingest_measured(
     path: str | Path, out: str | Path, kind: str = "xaslib", overwrite: bool = False
 ) -> XASDataset:
-    """Normalise measured K-edge spectra and store them as fidelity ``EXP``.
+    """Normalise measured K-edge spectra and store them as fidelity ``EXP`` (all of them).
 
-    Each spectrum gets the edge-step normalisation (pre-edge line, post-edge quadratic, E0
-    from the derivative maximum) and is interpolated onto its element's default grid;
-    normalised values below 0 (pre-edge noise) are clipped to 0. E0 (eV) and the edge step
-    are kept per spectrum; sample name, formula, beamline etc. go to the material source.
-    Spectra that cannot be normalised are listed in provenance, not silently dropped.
+    A thin wrapper over :func:`xas_data.experiment_ingest.ingest_measured_spectra` that keeps
+    spectra without a linked structure too (``keep_unmatched``): deglitching, edge-step
+    normalisation (pre-edge line, post-edge quadratic, E0 from the derivative maximum),
+    interpolation onto the element's default grid, metadata and mineral links as there.
     """
-    spectra = read_measured(path, kind)
-    by_element: dict[str, list] = defaultdict(list)
-    skipped = []
-    for spectrum in spectra:
-        try:
-            norm = curation.normalize_edge_step(spectrum.energy, spectrum.mu)
-        except XASDataError as exc:
-            skipped.append({"name": spectrum.name, "reason": str(exc)})
-            continue
-        by_element[spectrum.element].append((spectrum, norm))
-    groups, structures, used = [], {}, set()
-    for element, items in sorted(by_element.items()):
-        grid = default_grid(element)
-        ids, rows, e0s, steps = [], [], [], []
-        for spectrum, norm in items:
-            base = f"exp-{_slug(spectrum.name or spectrum.formula)}"
-            mid, k = base, 1
-            while mid in used:
-                k += 1
-                mid = f"{base}-{k}"
-            used.add(mid)
-            ids.append(mid)
-            rows.append(
-                np.clip(
-                    curation.interpolate_to_grid(
-                        spectrum.energy, norm.norm, grid.energies, "clamp"
-                    ),
-                    0.0,
-                    None,
-                )
-            )
-            e0s.append(norm.e0)
-            steps.append(norm.edge_step)
-            meta = {"name": spectrum.name, "formula": spectrum.formula} | spectrum.metadata
-            structures[mid] = ("", json.dumps(meta, default=str))
-        groups.append(
-            GroupData(
-                element,
-                "EXP",
-                ids,
-                [0] * len(ids),
-                [1] * len(ids),
-                grid.energies,
-                np.asarray(rows, dtype=np.float32),
-                {"e0": np.asarray(e0s), "edge_step": np.asarray(steps)},
-            )
-        )
-    if not groups:
-        raise XASDataError(f"{path}: no spectrum could be normalised ({len(skipped)} skipped)")
-    records = [
-        curation.record_step(
-            "normalize_edge_step+interpolate_to_grid",
-            {
-                "pre_edge": [-150.0, -30.0],
-                "post_edge": [50.0, 300.0],
-                "post_order": 2,
-                "skipped": skipped,
-            },
-            len(spectra),
-            len(spectra) - len(skipped),
-            0.0,
-        ).to_dict()
-    ]
-    return write_store(
-        groups,
-        structures,
+    from xas_data.experiment_ingest import ingest_measured_spectra
+
+    report = ingest_measured_spectra(
+        read_measured(path, kind),
         out,
-        f"measured-{kind}",
-        records,
-        license="see source",
-        description=f"measured spectra ingested from {Path(path).name}",
-        source={"kind": f"measured ({kind})", "path": str(Path(path).resolve())},
+        keep_unmatched=True,
         overwrite=overwrite,
+        name=f"measured-{kind}",
     )
+    if not report.counts:
+        raise XASDataError(f"{path}: no spectrum could be stored ({len(report.failed)} failed)")
+    return XASDataset.open(report.store)
