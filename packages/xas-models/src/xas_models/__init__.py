@@ -24,6 +24,7 @@ from xas_models.errors import ModelError  # noqa: E402
 from xas_models.predict import (  # noqa: E402
     SitePrediction,
     StructurePrediction,
+    model_inputs,
     plot_predictions,
     predict,
     write_csv,
@@ -103,6 +104,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained",
     "plot_predictions",
+    "model_inputs",
     "predict",
     "project_simplex",
     "register_model",

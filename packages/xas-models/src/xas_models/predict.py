@@ -318,11 +318,9 @@ def _featurize(featurizers: list[Any], structures: list[Structure], sites: list[
 GRAPH_FEATURIZER = "crystal-graph"
 
 
-def _run_graph_model(
-    module: nn.Module, meta: CheckpointMeta, structures: list[Structure], sites: list[int]
-) -> np.ndarray:
-    """Spectra ``[n, K]`` of a graph model (CGXAS, XANE(3)): one crystal graph per site, built
-    with the checkpoint's ``training_data.graph_config``, batched in one forward pass."""
+def graph_batch(meta: CheckpointMeta, structures: list[Structure], sites: list[int]) -> Any:
+    """One collated crystal-graph batch: a graph of ``structures[i]`` with site ``sites[i]``
+    flagged as the absorber, built with the checkpoint's ``training_data.graph_config``."""
     settings = meta.training_data.get("graph_config")
     if not isinstance(settings, dict):
         raise ModelError(
@@ -330,22 +328,40 @@ def _run_graph_model(
             "(training_data.graph_config); re-train or re-export it with a current xas-train"
         )
     try:
-        import torch
-
         from xas_features.graphs import CrystalGraphConfig, build_crystal_graph, collate_graphs
-    except ImportError as exc:
-        raise ModelError(
-            f'graph models need the graph extra: pip install "xas-models[graph]" ({exc})'
-        ) from None
-    config = CrystalGraphConfig(**settings)
-    try:
-        batch = collate_graphs(
+
+        config = CrystalGraphConfig(**settings)
+        return collate_graphs(
             [build_crystal_graph(s, [i], config) for s, i in zip(structures, sites, strict=True)]
         )
     except ImportError as exc:
         raise ModelError(
             f'graph models need the graph extra: pip install "xas-models[graph]" ({exc})'
         ) from None
+
+
+def model_inputs(
+    meta: CheckpointMeta,
+    structures: list[Structure],
+    sites: list[int],
+    featurizer: Any = None,
+    label: str = "",
+) -> Any:
+    """What the checkpoint's model consumes for site ``sites[i]`` of ``structures[i]``.
+
+    Per-site feature models get float32 features ``[n, D]`` from the checkpoint's featurizer
+    (key-checked); graph models a collated crystal-graph batch (see :func:`graph_batch`).
+    """
+    if meta.featurizer.name == GRAPH_FEATURIZER:
+        return graph_batch(meta, structures, sites)
+    featurizers = _featurizers(meta, label or meta.architecture, featurizer)
+    return _featurize(featurizers, structures, sites)
+
+
+def _run_graph_model(module: nn.Module, batch: Any) -> np.ndarray:
+    """Spectra ``[n, K]`` of a graph model (CGXAS, XANE(3)) for a collated batch."""
+    import torch
+
     was_training = module.training
     module.eval()
     try:
@@ -449,12 +465,11 @@ def predict(
     grids = {el: meta.grid_for(el) for el in {j[1] for j in jobs}}
     rows_structures = [inputs[pos][0] for pos, _, sites in jobs for _ in sites]
     rows_sites = [s.index for _, _, sites in jobs for s in sites]
+    inputs_all = model_inputs(meta, rows_structures, rows_sites, featurizer, label)
     if meta.featurizer.name == GRAPH_FEATURIZER:
-        mu_all = _run_graph_model(loaded.module, meta, rows_structures, rows_sites)
+        mu_all = _run_graph_model(loaded.module, inputs_all)
     else:
-        featurizers = _featurizers(meta, label, featurizer)
-        features = _featurize(featurizers, rows_structures, rows_sites)
-        mu_all = _run_model(loaded.module, features)
+        mu_all = _run_model(loaded.module, inputs_all)
 
     results: list[StructurePrediction] = []
     row = 0
