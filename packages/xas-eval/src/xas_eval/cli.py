@@ -128,6 +128,47 @@ def compare_cmd(
     typer.echo(render_markdown(rows), nl=False)
 
 
+@app.command("oxidation-check")
+def oxidation_check_cmd(
+    measured: Annotated[Path, typer.Argument(help="store with EXP spectra (ingest-measured)")],
+    element: Annotated[str, typer.Option(help="absorbing element")],
+    simulated: Annotated[str, typer.Option(help="simulated store or 'default'")] = "default",
+    fidelity: Annotated[str, typer.Option(help="fidelity of the simulated spectra")] = "FEFF-fast",
+    n_clusters: Annotated[int, typer.Option(help="SDM basis size (cluster centroids)")] = 4,
+    energy_shift: Annotated[
+        float, typer.Option(help="eV subtracted from the measured energy scale first")
+    ] = 0.0,
+) -> None:
+    """Oxidation states of measured standards from simulated spectra, with and without SDM.
+
+    A random forest learns OS from the simulated spectra (labels: the store's descriptors);
+    it classifies the measured spectra as they are and after spectral domain mapping.
+    """
+    from xas_eval.oxidation import check_stores
+
+    try:
+        result = check_stores(
+            simulated,
+            str(measured),
+            element,
+            fidelity,
+            n_clusters=n_clusters,
+            energy_shift=energy_shift,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(result.table(), nl=False)
+    classes = ", ".join(f"{c:+.0f}" for c in result.classes)
+    typer.echo(
+        f"\n{element}: training OS classes {classes}; {result.n_scorable} scorable spectra; "
+        f"accuracy raw {result.accuracy.get('raw', float('nan')):.2f}, SDM "
+        f"{result.accuracy.get('sdm', float('nan')):.2f}; mean |OS error| raw "
+        f"{result.mean_abs_error.get('raw', float('nan')):.2f}, SDM "
+        f"{result.mean_abs_error.get('sdm', float('nan')):.2f}"
+    )
+
+
 @app.command("ensemble")
 def ensemble_cmd(
     paths: Annotated[list[Path], typer.Argument(help="predictions files or folders (members)")],
