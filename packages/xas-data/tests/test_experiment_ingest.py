@@ -192,6 +192,23 @@ def test_bad_spectra_are_reported_not_dropped(tmp_path: Path) -> None:
         ingest_measured_spectra([bad], tmp_path / "t.zarr", strict=True)
 
 
+def test_kev_and_reversed_files_are_reported_as_notes(tmp_path: Path) -> None:
+    s = _synthetic_cu("CuO")
+    kev, rev = tmp_path / "kev.txt", tmp_path / "rev.txt"
+    np.savetxt(kev, np.c_[s.energy / 1000.0, s.mu], header="energy mu")
+    np.savetxt(rev, np.c_[s.energy[::-1], s.mu[::-1]], header="energy mu")
+    spectra = read_measured_sources([kev, rev], "Cu")
+    for sp in spectra:
+        sp.formula = "CuO"
+    report = ingest_measured_spectra(spectra, tmp_path / "s.zarr")
+    assert [r.status for r in report.rows] == ["stored", "stored"]
+    assert any("keV" in n for n in report.rows[0].notes)
+    assert any("sorted" in n for n in report.rows[1].notes)
+    table = report.table()
+    assert "NOTE kev: energies converted from keV" in table and "NOTE rev:" in table
+    np.testing.assert_allclose(report.rows[0].e0, report.rows[1].e0, atol=0.05)
+
+
 def test_keep_unmatched_stores_without_structure(tmp_path: Path) -> None:
     spectrum = _synthetic_cu("mystery")
     spectrum.formula = ""

@@ -435,6 +435,7 @@ class IngestRow:
         link_method: ``cif``, ``mineral-name``, ``formula`` or "".
         source_file: the file read (and ``xdi_file`` for the XAS Data Library).
         message: the error or the reason for no structure.
+        notes: what processing changed or adapted (keV converted, points sorted, ranges).
     """
 
     name: str
@@ -449,6 +450,7 @@ class IngestRow:
     link_method: str = ""
     source_file: str = ""
     message: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -501,6 +503,8 @@ class IngestReport:
             lines.append(f"UNMATCHED {' '.join(r.name.split())} ({r.source_file}): {r.message}")
         for r in self.failed:
             lines.append(f"FAILED {' '.join(r.name.split())}: {r.message}")
+        for r in self.rows:
+            lines.extend(f"NOTE {' '.join(r.name.split())}: {note}" for note in r.notes)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -657,6 +661,7 @@ def ingest_measured_spectra(
             continue
         row.e0, row.edge_step = processed.e0, processed.edge_step
         row.n_deglitched = processed.n_deglitched
+        row.notes = list(processed.notes)
         if mid in existing_hash:
             row.status = "already stored"
             continue
