@@ -158,9 +158,9 @@ def load_measured_set(
     for rows in site_rows:
         site_inputs.append(flat[start : start + len(rows)])
         start += len(rows)
-    beamlines = sorted(
-        {json.loads(sources[int(m)]).get("beamline", "") for m in cols["material"]} - {""}
-    )
+    metas = [json.loads(sources[int(m)]) if sources[int(m)] else {} for m in cols["material"]]
+    beamlines = sorted({m.get("beamline", "") for m in metas} - {""})
+    files = sorted({Path(str(m.get("source_file", ""))).name for m in metas} - {""})
     provenance = {
         "store": str(path.resolve()),
         "dataset": ds.name,
@@ -169,6 +169,8 @@ def load_measured_set(
         "samples": sorted(set(names)),
         "compounds": sorted(set(compounds)),
         "beamlines": beamlines,
+        "source_files": files,
+        "structures": "AMCSD mineral CIFs (larixite) linked by name/formula",
     }
     return MeasuredSet(
         element, energy, y, names, compounds, mids, site_inputs, weights, is_graph, provenance
