@@ -249,6 +249,24 @@ def test_overfit_two_structures():
     assert last < first / 5, (first, last)
 
 
+def test_init_output_starts_every_point_at_the_mean_spectrum():
+    torch.manual_seed(0)
+    cfg = make_model().config_dict()
+    fresh = CGXAS.from_config(cfg).eval()
+    batch = build_crystal_graph(fe_oxide(), [0, 1], GRAPH_CONFIG)
+    with torch.no_grad():
+        dead = float((fresh(batch) == 0).float().mean())
+    mean = torch.linspace(0.2, 1.5, K)
+    fresh.init_output(mean)
+    with torch.no_grad():
+        out = fresh(batch)
+    assert dead > 0.2  # a default init leaves many ReLU outputs at zero (no gradient)
+    assert bool((out > 0).all())  # after init_output every output point is active
+    assert float(torch.abs(out - mean).max()) < 0.5
+    with pytest.raises(ModelError, match="points"):
+        fresh.init_output(torch.ones(K + 1))
+
+
 def test_checkpoint_round_trip(tmp_path):
     model = make_model(seed=5, edge_features="plane_wave", norm="batch")
     graph = build_crystal_graph(cu_oxide(), [0, 1], GRAPH_CONFIG)

@@ -146,6 +146,9 @@ def build_initial_model(config: RunConfig, data: TrainingData) -> tuple[torch.nn
             torch.from_numpy(x.mean(axis=0)).float(),
             torch.from_numpy(np.where(std > 1e-8, std, 1.0)).float(),
         )
+    if hasattr(model, "init_output"):
+        # models with a ReLU output start from the mean training spectrum (see CGXAS)
+        model.init_output(torch.from_numpy(data.train.y.mean(axis=0)).float())
     return model, arch
 
 
