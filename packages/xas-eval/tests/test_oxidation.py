@@ -23,6 +23,7 @@ def test_known_oxidation_states_from_formulas():
     assert known_oxidation_state("Cu", "Cu") == 0
     assert known_oxidation_state("Cu2O", "Cu") == 1
     assert known_oxidation_state("NiO", "Cu") is None
+    assert known_oxidation_state("Ni_OH_2", "Ni") == 2  # XAS Data Library spelling
 
 
 def test_post_edge_normalise_removes_scale_and_refuses_flat_zero():

@@ -23,10 +23,14 @@ import numpy as np
 def known_oxidation_state(formula: str, element: str) -> float | None:
     """Oxidation state of ``element`` in ``formula`` (pymatgen's most likely guess; 0 for the
     pure element; None when pymatgen cannot assign one)."""
+    import re
+
     from pymatgen.core import Composition
 
+    # the XAS Data Library writes groups with underscores: Ni_OH_2 = Ni(OH)2
+    text = re.sub(r"_([A-Za-z0-9]+)_(\d*)", r"(\1)\2", formula.strip())
     try:
-        comp = Composition(formula)
+        comp = Composition(text)
     except Exception:
         return None
     if element not in {e.symbol for e in comp.elements}:
