@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from xas_train.calibration import (
@@ -117,3 +118,23 @@ def test_bad_calibration_inputs_name_the_fix(exp_store, model, tmp_path):
     bad.write_text("model: x\nmeasured: y\nelement: Cr\nsplits: 3\n")
     with pytest.raises(ConfigError, match="splits"):
         load_calibration_config(bad)
+
+
+def test_head_groups_of_the_graph_models_end_with_the_output_layer():
+    from xas_models import build_model
+
+    cgxas = build_model(
+        "cgxas", {"node_dim": 41, "output_dim": 20, "mlp_hidden": [16, 16], "elements": ["Cu"]}
+    )
+    groups = head_groups(cgxas)
+    assert len(groups) == 3 and groups[-1][0] is cgxas.head[-2].weight
+    xane3 = build_model(
+        "xane3",
+        {"n_layers": 1, "irreps_hidden": "4x0e+2x1o", "output_dim": 20, "n_gaussians_out": 10,
+         "readout_hidden": 8, "embed_dim": 4, "radial_hidden": 4},
+    )  # fmt: skip
+    groups = head_groups(xane3)
+    assert len(groups) == 3  # two readout layers, then amplitudes + centres + background
+    assert any(p is xane3.centres for p in groups[-1])
+    with pytest.raises(TrainError, match="no calibration head"):
+        head_groups(torch.nn.Linear(2, 2))
