@@ -4,6 +4,10 @@
 - :class:`CGXAS` (crystal-graph network, "cgxas") and :class:`XANE3` (E(3)-equivariant network,
   "xane3", with :func:`xane3_loss`): graph models on ``xas_features.graphs`` crystal graphs
   (the ``graph`` extra).
+- :class:`SPT` (spectral pattern translator, "spt", with :func:`spt_loss`): spectrum ->
+  local-structure descriptors; :class:`RankAAE` (rank-constrained adversarial autoencoder,
+  "rankaae", with :func:`rankaae_losses`, :func:`rankaae_train_step`) and
+  :class:`LatentRegressorEnsemble`.
 - :func:`register_model`, :func:`build_model`, :func:`available_models`: architecture registry.
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :class:`CheckpointMeta`: checkpoint folders.
 - :func:`list_pretrained`, :func:`load_pretrained`, :class:`ZooEntry`: published models.
@@ -51,6 +55,16 @@ _LAZY: dict[str, str] = {
     "XANE3": "xas_models.xane3",
     "XANE3Config": "xas_models.xane3",
     "xane3_loss": "xas_models.xane3",
+    # inverse model (spectrum -> descriptors) and rank-constrained adversarial autoencoder
+    "SPT": "xas_models.spt",
+    "SPTConfig": "xas_models.spt",
+    "SPTTask": "xas_models.spt",
+    "spt_loss": "xas_models.spt",
+    "RankAAE": "xas_models.rankaae",
+    "RankAAEConfig": "xas_models.rankaae",
+    "LatentRegressorEnsemble": "xas_models.rankaae",
+    "rankaae_losses": "xas_models.rankaae",
+    "rankaae_train_step": "xas_models.rankaae",
     # spectral domain mapping (numpy only; ``from xas_models.sdm import ...`` skips torch)
     "SDMResult": "xas_models.sdm",
     "SpectralDomainMapper": "xas_models.sdm",
@@ -86,8 +100,14 @@ __all__ = [
     "CheckpointMeta",
     "EnergyGrid",
     "FeaturizerInfo",
+    "LatentRegressorEnsemble",
     "ModelError",
+    "RankAAE",
+    "RankAAEConfig",
     "SDMResult",
+    "SPT",
+    "SPTConfig",
+    "SPTTask",
     "SitePrediction",
     "SpectralDomainMapper",
     "StructurePrediction",
@@ -107,10 +127,13 @@ __all__ = [
     "model_inputs",
     "predict",
     "project_simplex",
+    "rankaae_losses",
+    "rankaae_train_step",
     "register_model",
     "render_model_card",
     "save_checkpoint",
     "sdm_map",
+    "spt_loss",
     "write_csv",
     "write_json",
     "xane3_loss",

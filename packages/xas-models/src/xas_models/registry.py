@@ -57,6 +57,8 @@ _BUILTINS: dict[str, tuple[str, str | None]] = {
     "xasblock": ("xas_models.xasblock", None),
     "cgxas": ("xas_models.cgxas", "graph"),
     "xane3": ("xas_models.xane3", "graph"),
+    "spt": ("xas_models.spt", None),
+    "rankaae": ("xas_models.rankaae", None),
 }
 
 
