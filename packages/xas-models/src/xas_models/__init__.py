@@ -55,6 +55,10 @@ _LAZY: dict[str, str] = {
     "XANE3": "xas_models.xane3",
     "XANE3Config": "xas_models.xane3",
     "xane3_loss": "xas_models.xane3",
+    # inverse models (spectrum -> descriptors)
+    "InverseEnsemble": "xas_models.inverse",
+    "DescriptorPrediction": "xas_models.inverse",
+    "predict_descriptors": "xas_models.inverse",
     # inverse model (spectrum -> descriptors) and rank-constrained adversarial autoencoder
     "SPT": "xas_models.spt",
     "SPTConfig": "xas_models.spt",
@@ -98,6 +102,8 @@ __all__ = [
     "CGXAS",
     "CGXASConfig",
     "CheckpointMeta",
+    "DescriptorPrediction",
+    "InverseEnsemble",
     "EnergyGrid",
     "FeaturizerInfo",
     "LatentRegressorEnsemble",
@@ -126,6 +132,7 @@ __all__ = [
     "plot_predictions",
     "model_inputs",
     "predict",
+    "predict_descriptors",
     "project_simplex",
     "rankaae_losses",
     "rankaae_train_step",

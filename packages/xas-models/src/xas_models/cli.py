@@ -214,3 +214,54 @@ def models_cmd(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+@app.command("describe")
+def describe_cmd(
+    files: Annotated[
+        list[Path], typer.Argument(help="measured spectra: XDI, XAS Data Library JSON, two-column")
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="inverse zoo model or folder")],
+    element: Annotated[
+        str | None, typer.Option("--element", "-e", help="absorbing element (else from the file)")
+    ] = None,
+    version: Annotated[str, typer.Option(help="zoo version")] = "latest",
+    zoo: Annotated[str | None, typer.Option(help="zoo folder or URL")] = None,
+) -> None:
+    """Local structure (OS, CN, ...) of the absorbing site from a measured K-edge spectrum.
+
+    Each spectrum is deglitched and edge-step normalised (xas-data), interpolated onto the
+    model's energy grid and passed to the inverse model; prints each descriptor with its
+    probability (classification) or ensemble spread (regression).
+    """
+    import numpy as np
+
+    from xas_data.experiment_ingest import read_measured_sources
+    from xas_data.experiment_processing import process_spectrum
+    from xas_models.inverse import predict_descriptors
+    from xas_models.predict import _resolve_model
+
+    spectra = _run(read_measured_sources, [str(f) for f in files], element)
+    loaded = _run(_resolve_model, model, version, zoo)
+    for spectrum in spectra:
+        el = spectrum.element
+        if el not in loaded.meta.elements:
+            _fail(
+                f"{spectrum.name}: model {loaded.name} describes {loaded.meta.elements} spectra, "
+                f"not {el}; pass --element or choose an inverse model for {el}"
+            )
+        grid = loaded.meta.grid_for(el)
+        energy = grid.start + grid.step * np.arange(grid.n_points)
+        processed = _run(process_spectrum, spectrum, energy)
+        out = _run(predict_descriptors, processed.mu_norm, energy, el, (loaded.module, loaded.meta))
+        typer.echo(
+            f"{spectrum.name or spectrum.formula} ({el} K edge, E0 {processed.e0:.1f} eV), "
+            f"model {loaded.name}"
+        )
+        for name, p in out.items():
+            if p.kind == "classification":
+                top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                alts = ", ".join(f"{c:g}: {q:.2f}" for c, q in top)
+                typer.echo(f"  {name:<6} {p.value:>8g}   (p {alts})")
+            else:
+                typer.echo(f"  {name:<6} {p.value:>8.3f}   +- {p.std:.3f} (ensemble spread)")

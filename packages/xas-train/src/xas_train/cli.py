@@ -96,6 +96,27 @@ def calibrate(config: ConfigArg, set_: SetOpt = None) -> None:
         typer.echo(f"calibrated model: {report['model_dir']}")
 
 
+@app.command()
+def inverse(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Train an inverse model (SPT deep ensemble: spectrum -> OS, CN, ... descriptors).
+
+    Trains the ensemble and the random-forest / extra-trees / gradient-boosting baselines in
+    the same run and prints F1 / R^2 per descriptor on the test split; writes robustness
+    curves, confusion matrices, parity plots and the checkpoint (see configs/inverse/).
+    """
+    from xas_train.errors import TrainError
+
+    try:
+        from xas_train.inverse import load_inverse_config, run_inverse
+
+        cfg = load_inverse_config(config, set_)
+        report = run_inverse(cfg)
+    except TrainError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"report: {cfg.run_dir / 'report.md'}\nmodel: {report['model_dir']}")
+
+
 @app.command("lr-find")
 def lr_find(config: ConfigArg, set_: SetOpt = None) -> None:
     """Learning-rate range test on the config's training data; prints the sweep and a suggestion."""

@@ -1,0 +1,222 @@
+"""Inverse models (spectrum -> local-structure descriptors) as deep ensembles, and
+:func:`predict_descriptors` for a measured or simulated spectrum.
+
+An :class:`InverseEnsemble` holds ``n_members`` independently trained inverse models of one
+architecture (``spt``) in one checkpoint. Its prediction per descriptor is the mean over the
+members: for a classification descriptor the mean class probabilities (value = the most
+probable class), for a regression descriptor the mean value and the standard deviation across
+members (the ensemble uncertainty).
+
+Inputs are spectra on the model's energy grid of the element (eV, ``meta.grid_for``), divided
+by their post-edge level (the mean of the last ``tail`` points, recorded in the checkpoint's
+``training_data.normalisation``), so simulated FEFF labels and edge-step-normalised
+measurements share one scale.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from xas_models.errors import ModelError, config_error
+from xas_models.registry import build_model, register_model
+
+INVERSE_FEATURIZER = "spectrum"
+"""``featurizer.name`` of inverse checkpoints: the input is the normalised spectrum itself."""
+
+
+class InverseEnsembleConfig(BaseModel):
+    """``member``: architecture name; ``member_config``: its config; ``n_members`` >= 1."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    member: str = "spt"
+    member_config: dict[str, Any]
+    n_members: int = Field(default=5, ge=1)
+
+
+_HINTS = {
+    "member": "an inverse architecture name, e.g. 'spt'",
+    "member_config": "the member architecture's config (a mapping)",
+    "n_members": "an integer >= 1",
+}
+
+
+@register_model("inverse_ensemble")
+class InverseEnsemble(nn.Module):
+    """Deep ensemble of inverse models: spectra ``[B, K]`` -> per-descriptor predictions."""
+
+    def __init__(self, config: InverseEnsembleConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(
+            build_model(config.member, dict(config.member_config)) for _ in range(config.n_members)
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | InverseEnsembleConfig) -> InverseEnsemble:
+        if isinstance(config, InverseEnsembleConfig):
+            return cls(config)
+        try:
+            return cls(InverseEnsembleConfig.model_validate(config))
+        except ValidationError as exc:
+            raise config_error(exc, "inverse_ensemble", _HINTS) from None
+
+    @classmethod
+    def from_members(cls, members: list[nn.Module], member: str = "spt") -> InverseEnsemble:
+        """An ensemble holding trained ``members`` (all of one architecture and config)."""
+        configs = [m.config_dict() for m in members]
+        if any(c != configs[0] for c in configs):
+            raise ModelError("ensemble members must share one config (only seeds may differ)")
+        ens = cls(
+            InverseEnsembleConfig(member=member, member_config=configs[0], n_members=len(members))
+        )
+        for target, source in zip(ens.members, members, strict=True):
+            target.load_state_dict(source.state_dict())
+        return ens
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json")
+
+    @property
+    def tasks(self) -> list[Any]:
+        return list(self.members[0].config.tasks)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """``{name: {"value", "probabilities"}}`` (classification) or ``{name: {"value",
+        "std"}}`` (regression, std across members), each ``[B]`` / ``[B, C]``."""
+        outs = [m.predict(x) for m in self.members]
+        result: dict[str, dict[str, torch.Tensor]] = {}
+        for task in self.tasks:
+            if task.kind == "classification":
+                proba = torch.stack([o[task.name]["probabilities"] for o in outs]).mean(0)
+                classes = torch.tensor(task.classes, dtype=proba.dtype, device=proba.device)
+                result[task.name] = {"value": classes[proba.argmax(-1)], "probabilities": proba}
+            else:
+                values = torch.stack([o[task.name]["value"] for o in outs])
+                result[task.name] = {"value": values.mean(0), "std": values.std(0, unbiased=False)}
+        return result
+
+
+def post_edge_level_normalise(spectra: np.ndarray, tail: int = 20) -> np.ndarray:
+    """Spectra ``[N, K]`` divided by their mean over the last ``tail`` points."""
+    spectra = np.atleast_2d(np.asarray(spectra, dtype=np.float64))
+    level = spectra[:, -tail:].mean(axis=1, keepdims=True)
+    if np.any(~np.isfinite(level)) or np.any(level <= 0):
+        raise ModelError(
+            "a spectrum has a non-positive or non-finite post-edge level on the model's grid; "
+            "pass a K-edge spectrum that covers the grid (edge and ~30 eV above it)"
+        )
+    return spectra / level
+
+
+@dataclass
+class DescriptorPrediction:
+    """One descriptor of one spectrum: ``value`` (class value or number), ``std`` (ensemble
+    spread, regression), ``probabilities`` (class value -> probability, classification)."""
+
+    name: str
+    kind: str
+    value: float
+    std: float | None = None
+    probabilities: dict[float, float] = field(default_factory=dict)
+
+
+def predict_descriptors(
+    spectrum: Any,
+    energy: Any,
+    element: str,
+    model: Any = None,
+    version: str = "latest",
+    zoo: str | os.PathLike[str] | None = None,
+) -> dict[str, DescriptorPrediction]:
+    """Local-structure descriptors (OS, CN, ...) of the absorbing site from its K-edge spectrum.
+
+    Args:
+        spectrum: mu(E) ``[n]`` (any units: it is normalised by its post-edge level), or
+            ``[N, n]`` for several spectra on the same energies.
+        energy: energies ``[n]`` in eV, covering the model's grid for ``element``.
+        element: absorbing element.
+        model: an inverse zoo model name, a checkpoint folder or ``(module, meta)``.
+
+    Returns:
+        descriptor name -> :class:`DescriptorPrediction` (for ``[N, n]`` input: lists of them
+        per descriptor are returned as ``{name: [..]}``).
+
+    Raises:
+        ModelError: not an inverse model, an element it was not trained on, energies that do
+            not cover its grid, or a spectrum without a post-edge level.
+    """
+    from xas_models.predict import _element_symbol, _resolve_model
+
+    if model is None:
+        raise ModelError("no model given; pass model=<inverse zoo name> (see 'xas models')")
+    loaded = _resolve_model(model, version, zoo)
+    meta, module = loaded.meta, loaded.module
+    if meta.featurizer.name != INVERSE_FEATURIZER:
+        raise ModelError(
+            f"{loaded.name} is a forward model (structure -> spectrum); use an inverse model "
+            "(task 'inverse' in 'xas models') to predict descriptors from a spectrum"
+        )
+    element = _element_symbol(element)
+    if element not in meta.elements:
+        raise ModelError(
+            f"{loaded.name} was trained on {meta.elements} spectra, not {element}; choose an "
+            f"inverse model for {element}"
+        )
+    energy = np.asarray(energy, dtype=np.float64).ravel()
+    y = np.asarray(spectrum, dtype=np.float64)
+    single = y.ndim == 1
+    y = np.atleast_2d(y)
+    if y.shape[1] != energy.size:
+        raise ModelError(f"spectrum has {y.shape[1]} points but energy {energy.size}")
+    order = np.argsort(energy)
+    energy, y = energy[order], y[:, order]
+    grid = meta.grid_for(element)
+    grid_e = grid.start + grid.step * np.arange(grid.n_points)
+    tol = 2 * grid.step
+    if energy[0] > grid_e[0] + tol or energy[-1] < grid_e[-1] - tol:
+        raise ModelError(
+            f"the spectrum spans {energy[0]:.1f}..{energy[-1]:.1f} eV but the model's {element} "
+            f"grid is {grid_e[0]:.1f}..{grid_e[-1]:.1f} eV; give the spectrum over that range "
+            "(energies in eV, absolute)"
+        )
+    on_grid = np.stack([np.interp(grid_e, energy, row) for row in y])
+    tail = int(meta.training_data.get("normalisation", {}).get("tail", 20))
+    x = torch.from_numpy(post_edge_level_normalise(on_grid, tail).astype(np.float32))
+    module.eval()
+    with torch.no_grad():
+        out = module(x)
+    tasks = {t.name: t for t in module.tasks}
+    result: dict[str, Any] = {}
+    for name, pred in out.items():
+        rows = []
+        for i in range(len(x)):
+            if tasks[name].kind == "classification":
+                probs = pred["probabilities"][i].tolist()
+                rows.append(
+                    DescriptorPrediction(
+                        name,
+                        "classification",
+                        float(pred["value"][i]),
+                        probabilities={
+                            float(c): float(p)
+                            for c, p in zip(tasks[name].classes, probs, strict=True)
+                        },
+                    )
+                )
+            else:
+                rows.append(
+                    DescriptorPrediction(
+                        name, "regression", float(pred["value"][i]), float(pred["std"][i])
+                    )
+                )
+        result[name] = rows[0] if single else rows
+    return result

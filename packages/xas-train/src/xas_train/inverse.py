@@ -1,0 +1,375 @@
+"""Training and evaluation of inverse models (spectrum -> descriptors): ``xas-train inverse``.
+
+One run trains a deep ensemble of SPT models (``n_members`` seeds; Adam, early stopping on the
+validation loss of the masked multi-task objective) on the post-edge-normalised spectra and
+descriptor labels of a store (see :mod:`xas_eval.inverse_data`), and in the same run the
+scikit-learn baselines (random forest, extra trees, gradient boosting, one model per
+descriptor). It reports on the test split: F1 macro / weighted (classification) and R^2 / MAE
+(regression) per descriptor and per element, robustness curves (Gaussian noise of increasing
+amplitude, and random +-1 eV shifts), and the 1-sigma coverage of the ensemble's regression
+uncertainty; writes confusion matrices, parity plots and robustness curves; and saves the
+ensemble as a checkpoint (``featurizer: spectrum``) for ``xas-train publish --task inverse``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from xas_train.errors import ConfigError, TrainError
+
+NOISE_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1)
+
+
+class InverseConfig(BaseModel):
+    """An ``inverse`` run (YAML). Unknown keys are refused.
+
+    Attributes:
+        dataset: xas-data store with descriptors, or ``default``.
+        fidelity / elements / descriptors: what to train on (None = all).
+        model: SPT config keys (``tasks`` and ``input_dim`` come from the data).
+        n_members: deep-ensemble size; lr / batch_size / max_epochs / patience: training.
+        baselines: scikit-learn baselines trained in the same run.
+        noise_levels: Gaussian noise amplitudes (relative to the post-edge level).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="inverse", pattern=r"^[A-Za-z0-9_.-]+$")
+    dataset: str = "default"
+    fidelity: str = "FEFF-fast"
+    elements: list[str] | None = None
+    descriptors: list[str] | None = None
+    model: dict[str, Any] = Field(default_factory=dict)
+    n_members: int = Field(default=5, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_size: int = Field(default=32, gt=0)
+    max_epochs: int = Field(default=200, gt=0)
+    patience: int = Field(default=30, gt=0)
+    seed: int = 0
+    baselines: list[str] = Field(default_factory=lambda: ["rf", "et", "gb"])
+    noise_levels: list[float] = Field(default_factory=lambda: list(NOISE_LEVELS))
+    shift_ev: float = 1.0
+    output_dir: str = "runs/inverse"
+    tracking_uri: str | None = None
+    experiment: str = "xas-inverse"
+    mlflow: bool = True
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def load_inverse_config(path: str | Path, overrides: list[str] | None = None) -> InverseConfig:
+    """Read and validate an inverse-run YAML (dotted ``key=value`` overrides allowed)."""
+    from xas_train.config import apply_overrides
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass an inverse-run YAML")
+    data = apply_overrides(yaml.safe_load(path.read_text()) or {}, overrides or [])
+    try:
+        return InverseConfig.model_validate(data)
+    except ValidationError as exc:
+        msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(
+            f"invalid inverse config {str(path)!r}: {msgs}. See xas_train.inverse.InverseConfig"
+        ) from None
+
+
+def _tasks(data) -> list[dict[str, Any]]:
+    """SPT tasks from the data: class lists from all splits (a class seen only in val/test
+    still gets an output; it is never predicted correctly unless trained on)."""
+    tasks = []
+    for name in data.names:
+        kind = data.kinds[name]
+        if kind == "classification":
+            values = set()
+            for split in data.values():
+                lab = split.labels[name]
+                values |= {int(v) for v in lab[np.isfinite(lab)]}
+            if len(values) < 2:
+                continue
+            tasks.append({"name": name, "kind": kind, "classes": sorted(values)})
+        else:
+            tasks.append({"name": name, "kind": kind})
+    return tasks
+
+
+def train_member(
+    config: dict[str, Any],
+    train,
+    val,
+    cfg: InverseConfig,
+    seed: int,
+    progress: Callable[[str], None],
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """One SPT member trained with early stopping; returns it at its best validation loss."""
+    from xas_models import build_model
+    from xas_models.spt import spt_loss
+
+    torch.manual_seed(seed)
+    model = build_model("spt", config)
+    model.set_periods(train.spectra)
+    reg = model.regression_tasks
+    model.set_target_scaling({n: train.labels[n] for n in reg})
+    x = torch.from_numpy(train.spectra.astype(np.float32))
+    y = {n: torch.from_numpy(train.labels[n].astype(np.float32)) for n in model.tasks}
+    xv = torch.from_numpy(val.spectra.astype(np.float32))
+    yv = {n: torch.from_numpy(val.labels[n].astype(np.float32)) for n in model.tasks}
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(seed)
+    best, best_state, best_epoch, bad = np.inf, None, 0, 0
+    n = len(x)
+    for epoch in range(1, cfg.max_epochs + 1):
+        model.train()
+        perm = rng.permutation(n)
+        for i in range(0, n, cfg.batch_size):
+            rows = torch.from_numpy(perm[i : i + cfg.batch_size])
+            loss, _ = spt_loss(model(x[rows]), {k: v[rows] for k, v in y.items()}, model=model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            val_loss = float(spt_loss(model(xv), yv, model=model)[0])
+        if val_loss < best - 1e-6:
+            best, best_epoch, bad = val_loss, epoch, 0
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        else:
+            bad += 1
+        if bad >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    progress(f"[{cfg.name}] member seed {seed}: best val loss {best:.4f} at epoch {best_epoch}")
+    return model.eval(), {"seed": seed, "best_val_loss": best, "best_epoch": best_epoch}
+
+
+def _ensemble_predict(ensemble: torch.nn.Module, spectra: np.ndarray) -> dict[str, dict]:
+    with torch.no_grad():
+        out = ensemble(torch.from_numpy(np.asarray(spectra, dtype=np.float32)))
+    return {k: {kk: vv.numpy() for kk, vv in v.items()} for k, v in out.items()}
+
+
+def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = print) -> dict:
+    """Train and evaluate (module doc); writes report.json/report.md, plots and the model."""
+    from xas_data.io_utils import atomic_write_text
+    from xas_eval.inverse_baselines import TreeBaseline, majority_baseline
+    from xas_eval.inverse_data import load_inverse_data
+    from xas_eval.inverse_metrics import (
+        interval_coverage,
+        render_table,
+        robustness_curve,
+        score_predictions,
+    )
+    from xas_models import CheckpointMeta, EnergyGrid, FeaturizerInfo, save_checkpoint
+    from xas_models.inverse import INVERSE_FEATURIZER, InverseEnsemble
+
+    say = progress or (lambda _m: None)
+    t0 = time.perf_counter()
+    torch.set_num_threads(1)
+    try:
+        data = load_inverse_data(cfg.dataset, cfg.fidelity, cfg.elements, cfg.descriptors)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    train, val, test = data["train"], data["val"], data["test"]
+    tasks = _tasks(data)
+    if not tasks:
+        raise TrainError("no descriptor has 2+ classes or finite regression labels to learn")
+    kinds = {t["name"]: t["kind"] for t in tasks}
+    member_cfg = {**cfg.model, "input_dim": int(train.spectra.shape[1]), "tasks": tasks}
+    say(
+        f"[{cfg.name}] {len(train)} train / {len(val)} val / {len(test)} test spectra, "
+        f"elements {sorted(set(train.element.tolist()))}, tasks {list(kinds)}"
+    )
+    members, member_info = [], []
+    for m in range(cfg.n_members):
+        model, info = train_member(member_cfg, train, val, cfg, cfg.seed + m, say)
+        members.append(model)
+        member_info.append(info)
+    ensemble = InverseEnsemble.from_members(members).eval()
+    t_train = time.perf_counter() - t0
+
+    labels = {n: test.labels[n] for n in kinds}
+    preds = {"SPT ensemble": _ensemble_predict(ensemble, test.spectra)}
+    point = {k: {n: v[n]["value"] for n in kinds} for k, v in preds.items()}
+    point["SPT (member 1)"] = {
+        n: v["value"].numpy() for n, v in members[0].predict(torch.from_numpy(test.spectra)).items()
+    }
+    baselines = {}
+    for kind in cfg.baselines:
+        base = TreeBaseline(kind=kind, seed=cfg.seed).fit(
+            train.spectra, {n: train.labels[n] for n in kinds}, kinds
+        )
+        baselines[kind] = base
+        point[kind.upper()] = base.predict(test.spectra)
+    point["majority / mean"] = majority_baseline(
+        {n: train.labels[n] for n in kinds}, kinds, len(test)
+    )
+    rows = []
+    for label, p in point.items():
+        for r in score_predictions(labels, p, test.element, kinds):
+            rows.append({"model": label, **r})
+    coverage = {
+        n: interval_coverage(
+            labels[n], preds["SPT ensemble"][n]["value"], preds["SPT ensemble"][n]["std"]
+        )
+        for n, k in kinds.items()
+        if k == "regression"
+    }
+
+    def spt_fn(x):
+        out = _ensemble_predict(ensemble, x)
+        return {n: out[n]["value"] for n in kinds}
+
+    step = float(test.energy_step)
+    rng = np.random.default_rng(cfg.seed)
+    robust = []
+    for label, fn in [("SPT ensemble", spt_fn)] + [
+        (k.upper(), b.predict) for k, b in baselines.items() if k in ("rf",)
+    ]:
+        for shift in (0.0, cfg.shift_ev):
+            for r in robustness_curve(
+                fn, test.spectra, labels, kinds, cfg.noise_levels, rng, shift, step
+            ):
+                robust.append({"model": label, "shift_ev": shift, **r})
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spt_robust = [r for r in robust if r["model"] == "SPT ensemble"]
+    _plots(run_dir, labels, preds["SPT ensemble"], kinds, ensemble, spt_robust)
+
+    grids = {e: EnergyGrid(**_grid(test.energy[e])) for e in sorted(test.energy)}
+    meta = CheckpointMeta(
+        energy_grid=next(iter(grids.values())),
+        energy_grids=grids if len(grids) > 1 else {},
+        elements=sorted(grids),
+        fidelity=cfg.fidelity,
+        featurizer=FeaturizerInfo(name=INVERSE_FEATURIZER, version="post-edge-normalised", key=""),
+        training_data={
+            "task": "inverse",
+            "dataset": cfg.dataset if cfg.dataset != "default" else "xas-default",
+            "descriptor_feature": data.feature_key,
+            "normalisation": {"kind": "post-edge level", "tail": 20},
+            "n_train": len(train),
+            "n_val": len(val),
+            "n_test": len(test),
+            "members": member_info,
+            "tasks": tasks,
+        },
+        metrics={
+            f"{r['descriptor']}/{r['element']}/{k}": round(float(v), 6)
+            for r in rows
+            if r["model"] == "SPT ensemble"
+            for k, v in r.items()
+            if k in ("f1_macro", "f1_weighted", "r2", "mae") and np.isfinite(v)
+        },
+    )
+    save_checkpoint(run_dir / "model", ensemble, meta, overwrite=True)
+    summary = [r for r in rows if r["element"] == "all"]
+    report = {
+        "name": cfg.name,
+        "config": cfg.model_dump(mode="json"),
+        "n": {"train": len(train), "val": len(val), "test": len(test)},
+        "tasks": tasks,
+        "scores": rows,
+        "coverage_1sigma": coverage,
+        "robustness": robust,
+        "members": member_info,
+        "train_seconds": t_train,
+        "seconds": time.perf_counter() - t0,
+        "model_dir": str(run_dir / "model"),
+    }
+    atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=float))
+    table = summary_table(summary, kinds)
+    atomic_write_text(
+        run_dir / "report.md",
+        table
+        + "\n\n"
+        + render_table(rows)
+        + "\n\ncoverage of the 1-sigma interval: "
+        + json.dumps(coverage)
+        + "\n",
+    )
+    if cfg.mlflow:
+        from xas_train.tracking import Tracker
+
+        uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.output_dir).resolve() / 'mlflow.db'}"
+        tracker = Tracker(uri, cfg.experiment)
+        tracker.start(cfg.name, {"recipe": "inverse", "task": "inverse"})
+        tracker.log_params(cfg.model_dump(mode="json"))
+        tracker.log_metrics(
+            {
+                f"{r['model']}_{r['descriptor']}_{'f1_macro' if kinds[r['descriptor']] == 'classification' else 'r2'}".replace(
+                    " ", "_"
+                )
+                .replace("/", "_")
+                .replace("(", "")
+                .replace(")", ""): float(r["score"])
+                for r in summary
+                if np.isfinite(r["score"])
+            },
+            step=0,
+            flush=True,
+        )
+        tracker.log_artifacts(run_dir, "inverse")
+        tracker.end("FINISHED")
+        report["mlflow_run_id"] = tracker.run_id
+    say(table)
+    return report
+
+
+def _grid(energy: np.ndarray) -> dict[str, float]:
+    e = np.asarray(energy, dtype=np.float64)
+    return {"start": float(e[0]), "step": float(e[1] - e[0]), "n_points": int(e.size)}
+
+
+def summary_table(summary: list[dict], kinds: dict[str, str]) -> str:
+    """Markdown: descriptor rows x model columns (F1 macro / weighted or R^2 / MAE)."""
+    models = list(dict.fromkeys(r["model"] for r in summary))
+    names = list(dict.fromkeys(r["descriptor"] for r in summary))
+    head = "| descriptor | metric | " + " | ".join(models) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(models)]
+    cell = {(r["model"], r["descriptor"]): r for r in summary}
+    for name in names:
+        if kinds[name] == "classification":
+            metric, keys = "F1 macro / weighted", ("f1_macro", "f1_weighted")
+        else:
+            metric, keys = "R^2 / MAE", ("r2", "mae")
+        vals = []
+        for m in models:
+            r = cell.get((m, name), {})
+            a, b = r.get(keys[0], np.nan), r.get(keys[1], np.nan)
+            vals.append(f"{a:.3f} / {b:.3f}")
+        lines.append(f"| {name} | {metric} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(run_dir: Path, labels, pred, kinds, ensemble, robust) -> None:
+    from xas_eval.inverse_plots import plot_confusion, plot_parity, plot_robustness
+
+    tasks = {t.name: t for t in ensemble.tasks}
+    for name, kind in kinds.items():
+        y = labels[name]
+        ok = np.isfinite(y)
+        if not ok.any():
+            continue
+        if kind == "classification":
+            plot_confusion(
+                y[ok], pred[name]["value"][ok], tasks[name].classes,
+                run_dir / f"confusion-{name}.png", f"SPT ensemble, {name} (test)",
+            )  # fmt: skip
+        else:
+            plot_parity(
+                y[ok], pred[name]["value"][ok], run_dir / f"parity-{name}.png",
+                f"SPT ensemble, {name} (test)", std=pred[name]["std"][ok],
+            )  # fmt: skip
+    plot_robustness(robust, run_dir / "robustness.png", "test split")

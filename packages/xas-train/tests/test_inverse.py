@@ -1,0 +1,82 @@
+"""xas-train inverse on the shipped default data, then `xas describe` on a measured spectrum."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from xas_train.errors import ConfigError
+from xas_train.inverse import load_inverse_config, run_inverse
+
+
+@pytest.fixture(scope="module")
+def inverse_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("inv")
+    path = tmp / "inv.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny",
+                "descriptors": ["OS", "CN", "NNRS"],
+                "n_members": 2,
+                "max_epochs": 4,
+                "patience": 2,
+                "model": {"d_model": 16, "global_hidden": [32], "shared_hidden": [32]},
+                "baselines": ["rf"],
+                "noise_levels": [0.0, 0.05],
+                "output_dir": str(tmp / "runs"),
+                "mlflow": False,
+            }
+        )
+    )
+    return run_inverse(load_inverse_config(path), progress=None), tmp / "runs" / "tiny"
+
+
+def test_inverse_run_scores_spt_and_baselines(inverse_run):
+    report, run_dir = inverse_run
+    models = {r["model"] for r in report["scores"]}
+    assert {"SPT ensemble", "RF", "majority / mean"} <= models
+    os_all = [r for r in report["scores"] if r["descriptor"] == "OS" and r["element"] == "all"]
+    assert all(0 <= r["f1_macro"] <= 1 for r in os_all)
+    assert set(report["coverage_1sigma"]) == {"NNRS"}
+    noise = {r["noise"] for r in report["robustness"]}
+    assert noise == {0.0, 0.05} and {r["shift_ev"] for r in report["robustness"]} == {0.0, 1.0}
+    for name in ("confusion-OS.png", "parity-NNRS.png", "robustness.png", "report.md"):
+        assert (run_dir / name).stat().st_size > 0
+    meta = json.loads((run_dir / "model" / "model.json").read_text())
+    assert meta["architecture"] == "inverse_ensemble" and meta["featurizer"]["name"] == "spectrum"
+    assert meta["config"]["n_members"] == 2
+
+
+def test_describe_a_measured_spectrum(inverse_run, shared_data, tmp_path):
+    import numpy as np
+
+    from xas_models.cli import app
+
+    _, run_dir = inverse_run
+    rec = [
+        r
+        for r in json.loads((shared_data / "experiment/xaslib/xaslib_K_edge.json").read_text())
+        if r["element"] == "Cu" and r["formula"] == "CuO"
+    ][0]
+    f = tmp_path / "cuo.txt"
+    np.savetxt(f, np.c_[rec["energy"], rec["mu_raw"]], header="energy mu")
+    res = CliRunner().invoke(
+        app, ["describe", str(f), "--model", str(run_dir / "model"), "-e", "Cu"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "OS" in res.output and "NNRS" in res.output and "E0" in res.output
+    res = CliRunner().invoke(
+        app, ["describe", str(f), "--model", str(run_dir / "model"), "-e", "Zn"]
+    )
+    assert res.exit_code == 2
+
+
+def test_bad_inverse_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("n_member: 3\n")
+    with pytest.raises(ConfigError, match="n_member"):
+        load_inverse_config(bad)
