@@ -369,17 +369,23 @@ class WindowGraphAttention(nn.Module):
         hd = dim // nh
         q, kk, v = self.qkv(self.norm1(h)).chunk(3, dim=-1)
         q = q.reshape(b, k, nh, hd)
-        # neighbours: pad the node axis by w and unfold -> [B, K, nh, hd, 2w+1]
-        kn = F.pad(kk, (0, 0, w, w)).unfold(1, 2 * w + 1, 1).reshape(b, k, nh, hd, 2 * w + 1)
-        vn = F.pad(v, (0, 0, w, w)).unfold(1, 2 * w + 1, 1).reshape(b, k, nh, hd, 2 * w + 1)
-        scores = torch.einsum("bknd,bkndw->bknw", q, kn) / math.sqrt(hd) + self.offset_bias
+        # neighbour j = i + o for offsets o in -w..w, as shifted slices of the padded keys and
+        # values (an unfold + einsum is ~15x slower on CPU)
+        kp = F.pad(kk, (0, 0, w, w)).reshape(b, k + 2 * w, nh, hd)
+        vp = F.pad(v, (0, 0, w, w)).reshape(b, k + 2 * w, nh, hd)
+        scores = (
+            torch.stack([(q * kp[:, o : o + k]).sum(-1) for o in range(2 * w + 1)], dim=-1)
+            / math.sqrt(hd)
+            + self.offset_bias
+        )  # [B, K, nh, 2w+1]
         pos = torch.arange(k, device=h.device).unsqueeze(1) + torch.arange(
             -w, w + 1, device=h.device
         )
         valid = (pos >= 0) & (pos < k)  # [K, 2w+1]
         scores = scores.masked_fill(~valid[None, :, None, :], float("-inf"))
         att = torch.softmax(scores, dim=-1)
-        out = torch.einsum("bknw,bkndw->bknd", att, vn).reshape(b, k, dim)
+        out = sum(att[..., o, None] * vp[:, o : o + k] for o in range(2 * w + 1))
+        out = out.reshape(b, k, dim)
         h = h + self.proj(out)
         return h + self.mlp(self.norm2(h))
 
