@@ -277,6 +277,10 @@ def publish(
     overwrite: Annotated[bool, typer.Option(help="replace an existing name/version")] = False,
     license: Annotated[str, typer.Option(help="license of the weights")] = "BSD-3-Clause",
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI for run ids")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="forward or inverse (default: inverse for spectrum-input models)"),
+    ] = None,
 ) -> None:
     """Publish a checkpoint into the model zoo (files + sha256 in index.json)."""
     from xas_train.errors import TrainError
@@ -291,6 +295,7 @@ def publish(
             overwrite=overwrite,
             license=license,
             tracking_uri=tracking_uri,
+            **({"task": task} if task else {}),
         )
     except TrainError as exc:
         _fail(exc)

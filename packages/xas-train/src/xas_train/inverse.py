@@ -247,7 +247,8 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     spt_robust = [r for r in robust if r["model"] == "SPT ensemble"]
     _plots(run_dir, labels, preds["SPT ensemble"], kinds, ensemble, spt_robust)
 
-    grids = {e: EnergyGrid(**_grid(test.energy[e])) for e in sorted(test.energy)}
+    energies = {**val.energy, **test.energy, **train.energy}  # every element trained on
+    grids = {e: EnergyGrid(**_grid(energies[e])) for e in sorted(energies)}
     meta = CheckpointMeta(
         energy_grid=next(iter(grids.values())),
         energy_grids=grids if len(grids) > 1 else {},

@@ -113,7 +113,7 @@ def publish(
     *,
     overwrite: bool = False,
     license: str = "BSD-3-Clause",
-    task: str = "forward",
+    task: str | None = None,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Copy a checkpoint into ``<zoo>/<name>/<version>`` and add it to the index.
@@ -156,7 +156,7 @@ def publish(
             "name": name,
             "version": version,
             "architecture": meta.architecture,
-            "task": task,
+            "task": task or ("inverse" if meta.featurizer.name == "spectrum" else "forward"),
             "elements": meta.elements,
             "edge": meta.edge,
             "fidelity": meta.fidelity,
