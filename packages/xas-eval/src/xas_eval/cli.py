@@ -169,6 +169,30 @@ def oxidation_check_cmd(
     )
 
 
+@app.command("describe-standards")
+def describe_standards_cmd(
+    measured: Annotated[Path, typer.Argument(help="store with EXP spectra (ingest-measured)")],
+    model: Annotated[str, typer.Option(help="inverse zoo model or checkpoint folder")],
+    element: Annotated[str, typer.Option(help="absorbing element")],
+    simulated: Annotated[
+        str, typer.Option(help="simulated store for SDM, or 'default'")
+    ] = "default",
+    n_clusters: Annotated[int, typer.Option(help="SDM basis size")] = 4,
+) -> None:
+    """Predicted vs known OS and CN of measured standards, with and without SDM."""
+    from xas_eval.measured_descriptors import describe_standards, render_standards
+
+    try:
+        result = describe_standards(model, str(measured), element, simulated, n_clusters=n_clusters)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # ModelError / store errors carry their fix
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(render_standards(result), nl=False)
+
+
 @app.command("ensemble")
 def ensemble_cmd(
     paths: Annotated[list[Path], typer.Argument(help="predictions files or folders (members)")],

@@ -1,0 +1,42 @@
+"""The zoo's inverse model on measured Cu standards (XAS Data Library), with and without SDM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xas_eval.measured_descriptors import describe_standards, render_standards
+
+ZOO = Path(__file__).resolve().parents[3] / "model-zoo"
+
+
+@pytest.fixture(scope="module")
+def exp_store(tmp_path_factory) -> Path:
+    env = os.environ.get("XAS_SHARED_DATA")
+    shared = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    if not shared.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"shared data not found at {shared}: set XAS_SHARED_DATA")
+        pytest.skip("shared data not found")
+    from xas_data.experiment_ingest import ingest_measured_spectra, read_measured_sources
+
+    spectra = read_measured_sources([shared / "experiment/xaslib/xaslib_K_edge.json"], "Cu")
+    out = tmp_path_factory.mktemp("exp") / "cu.zarr"
+    ingest_measured_spectra(spectra, out, keep_unmatched=True)
+    return out
+
+
+def test_describe_cu_standards_raw_and_with_sdm(exp_store):
+    result = describe_standards("spt-default-feff-fast", str(exp_store), "Cu", zoo=str(ZOO))
+    rows = result["rows"]
+    assert len(rows) == 7  # all measured Cu spectra, linked or not
+    cuo = next(r for r in rows if r["formula"] == "CuO")
+    assert cuo["known_OS"] == 2 and cuo["known_CN"] == 4  # tenorite: square-planar Cu(II)
+    assert {"OS_raw", "OS_sdm", "CN_raw", "CN_sdm"} <= set(cuo)
+    s = result["summary"]
+    assert s["n_OS"] >= 3 and 0 <= s["OS_accuracy_raw"] <= 1 and 0 <= s["OS_accuracy_sdm"] <= 1
+    assert "| CuO copper oxide tenorite | 2 |" in render_standards(result)
+    with pytest.raises(ValueError, match="no EXP spectra of Cr"):
+        describe_standards("spt-default-feff-fast", str(exp_store), "Cr", zoo=str(ZOO))
