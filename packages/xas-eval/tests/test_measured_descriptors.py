@@ -38,5 +38,5 @@ def test_describe_cu_standards_raw_and_with_sdm(exp_store):
     s = result["summary"]
     assert s["n_OS"] >= 3 and 0 <= s["OS_accuracy_raw"] <= 1 and 0 <= s["OS_accuracy_sdm"] <= 1
     assert "| CuO copper oxide tenorite | 2 |" in render_standards(result)
-    with pytest.raises(ValueError, match="no EXP spectra of Cr"):
-        describe_standards("spt-default-feff-fast", str(exp_store), "Cr", zoo=str(ZOO))
+    with pytest.raises(ValueError, match="no EXP spectra of Ni"):
+        describe_standards("spt-default-feff-fast", str(exp_store), "Ni", zoo=str(ZOO))
