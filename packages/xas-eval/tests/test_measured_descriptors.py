@@ -22,7 +22,8 @@ def exp_store(tmp_path_factory) -> Path:
         pytest.skip("shared data not found")
     from xas_data.experiment_ingest import ingest_measured_spectra, read_measured_sources
 
-    spectra = read_measured_sources([shared / "experiment/xaslib/xaslib_K_edge.json"], "Cu")
+    spectra = read_measured_sources([shared / "experiment/xaslib/xaslib_K_edge.json"])
+    spectra = [s for s in spectra if s.element == "Cu"]
     out = tmp_path_factory.mktemp("exp") / "cu.zarr"
     ingest_measured_spectra(spectra, out, keep_unmatched=True)
     return out
