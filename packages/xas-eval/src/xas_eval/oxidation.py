@@ -19,6 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from xas_models.spectra import post_edge_normalise
+
+__all__ = ["OxidationCheck", "check_stores", "known_oxidation_state", "oxidation_state_check",
+           "post_edge_normalise"]  # fmt: skip
+
 
 def known_oxidation_state(formula: str, element: str) -> float | None:
     """Oxidation state of ``element`` in ``formula`` (pymatgen's most likely guess; 0 for the
@@ -41,18 +46,6 @@ def known_oxidation_state(formula: str, element: str) -> float | None:
     if not guesses:
         return None
     return float(guesses[0].get(element, np.nan))
-
-
-def post_edge_normalise(spectra: np.ndarray, tail: int = 20) -> np.ndarray:
-    """Spectra [N, K] divided by their mean over the last ``tail`` points."""
-    spectra = np.atleast_2d(np.asarray(spectra, dtype=np.float64))
-    level = spectra[:, -tail:].mean(axis=1, keepdims=True)
-    if np.any(~np.isfinite(level)) or np.any(level <= 0):
-        raise ValueError(
-            "some spectra have a non-positive post-edge level; pass spectra that end above "
-            "the edge (the grid must extend past the edge)"
-        )
-    return spectra / level
 
 
 @dataclass

@@ -105,18 +105,6 @@ class InverseEnsemble(nn.Module):
         return result
 
 
-def post_edge_level_normalise(spectra: np.ndarray, tail: int = 20) -> np.ndarray:
-    """Spectra ``[N, K]`` divided by their mean over the last ``tail`` points."""
-    spectra = np.atleast_2d(np.asarray(spectra, dtype=np.float64))
-    level = spectra[:, -tail:].mean(axis=1, keepdims=True)
-    if np.any(~np.isfinite(level)) or np.any(level <= 0):
-        raise ModelError(
-            "a spectrum has a non-positive or non-finite post-edge level on the model's grid; "
-            "pass a K-edge spectrum that covers the grid (edge and ~30 eV above it)"
-        )
-    return spectra / level
-
-
 @dataclass
 class DescriptorPrediction:
     """One descriptor of one spectrum: ``value`` (class value or number), ``std`` (ensemble
@@ -190,7 +178,12 @@ def predict_descriptors(
         )
     on_grid = np.stack([np.interp(grid_e, energy, row) for row in y])
     tail = int(meta.training_data.get("normalisation", {}).get("tail", 20))
-    x = torch.from_numpy(post_edge_level_normalise(on_grid, tail).astype(np.float32))
+    from xas_models.spectra import post_edge_normalise
+
+    try:
+        x = torch.from_numpy(post_edge_normalise(on_grid, tail).astype(np.float32))
+    except ValueError as exc:
+        raise ModelError(f"{exc} (model {loaded.name}'s {element} grid)") from None
     module.eval()
     with torch.no_grad():
         out = module(x)
