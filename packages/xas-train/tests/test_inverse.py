@@ -80,3 +80,26 @@ def test_bad_inverse_config(tmp_path):
     bad.write_text("n_member: 3\n")
     with pytest.raises(ConfigError, match="n_member"):
         load_inverse_config(bad)
+
+
+def test_material_holdout_when_the_store_has_no_val_split(tmp_path):
+    path = tmp_path / "inv.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "holdout",
+                "descriptors": ["OS"],
+                "val_split": None,
+                "n_members": 1,
+                "max_epochs": 1,
+                "model": {"d_model": 8, "global_hidden": [16], "shared_hidden": [16]},
+                "baselines": [],
+                "noise_levels": [0.0],
+                "output_dir": str(tmp_path / "runs"),
+                "mlflow": False,
+            }
+        )
+    )
+    report = run_inverse(load_inverse_config(path), progress=None)
+    n = report["n"]
+    assert n["train"] + n["val"] == 318 and 0 < n["val"] < 60  # 10 % of the materials

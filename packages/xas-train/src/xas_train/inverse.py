@@ -48,6 +48,10 @@ class InverseConfig(BaseModel):
     fidelity: str = "FEFF-fast"
     elements: list[str] | None = None
     descriptors: list[str] | None = None
+    train_split: str = "train"
+    val_split: str | None = "val"
+    test_split: str = "test"
+    holdout_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     model: dict[str, Any] = Field(default_factory=dict)
     n_members: int = Field(default=5, ge=1)
     lr: float = Field(default=1e-3, gt=0)
@@ -177,11 +181,26 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
     torch.set_num_threads(1)
+    splits = [cfg.train_split, cfg.test_split] + ([cfg.val_split] if cfg.val_split else [])
     try:
-        data = load_inverse_data(cfg.dataset, cfg.fidelity, cfg.elements, cfg.descriptors)
+        data = load_inverse_data(
+            cfg.dataset, cfg.fidelity, cfg.elements, cfg.descriptors, splits=splits
+        )
     except ValueError as exc:
         raise TrainError(str(exc)) from None
-    train, val, test = data["train"], data["val"], data["test"]
+    train, test = data[cfg.train_split], data[cfg.test_split]
+    if cfg.val_split:
+        val = data[cfg.val_split]
+    else:  # hold out whole training materials for early stopping
+        materials = np.array([s.rsplit(":", 1)[0] for s in train.site_ids])
+        unique = np.unique(materials)
+        held = set(
+            np.random.default_rng(cfg.seed)
+            .choice(unique, max(1, round(cfg.holdout_fraction * unique.size)), replace=False)
+            .tolist()
+        )
+        mask = np.array([m in held for m in materials])
+        train, val = train.subset(~mask), train.subset(mask)
     tasks = _tasks(data)
     if not tasks:
         raise TrainError("no descriptor has 2+ classes or finite regression labels to learn")
