@@ -32,19 +32,7 @@ from typing import Any
 import numpy as np
 
 from xas_eval.oxidation import post_edge_normalise
-
-DESCRIPTOR_KINDS: dict[str, str] = {
-    "OS": "classification",
-    "CN": "classification",
-    "OCN": "classification",
-    "CN2": "classification",
-    "NNRS": "regression",
-    "MOOD": "regression",
-    "PSGO": "classification",
-    "NNOSM": "regression",
-}
-"""Copy of :data:`xas_features.descriptors.DESCRIPTOR_KINDS` (that module imports pymatgen;
-a test checks that both tables agree)."""
+from xas_features.descriptor_table import DESCRIPTOR_KINDS  # noqa: E402
 
 MAX_INFERRED_CLASSES = 30
 """An integer-valued column outside :data:`DESCRIPTOR_KINDS` with at most this many distinct

@@ -49,7 +49,8 @@ def describe_standards(
     sel = exp_ds.select(element, "EXP")
     exp_y = np.stack([np.interp(energy, sel.energy, r) for r in sel.intensities()])
     sources = exp_ds.root["materials/source"][:]
-    materials = [int(m) for m in sel.sites()["material"]]
+    cols = sel.sites()  # read once: every call reads the store
+    materials = [int(m) for m in cols["material"]]
     sim_ds = open_default_dataset() if simulated == "default" else XASDataset.open(simulated)
     ssel = sim_ds.select(element, fidelity)
     sim_y = np.stack([np.interp(energy, ssel.energy, r) for r in ssel.intensities()])
@@ -66,7 +67,7 @@ def describe_standards(
         structure = exp_ds.structure(m) if linked else None
         known_cn = None
         if structure is not None and len(structure):
-            site = int(sel.sites()["index"][i])
+            site = int(cols["index"][i])
             value = float(featurizer.featurize([structure], [site])[0, 0])
             known_cn = value if np.isfinite(value) else None
         row = {

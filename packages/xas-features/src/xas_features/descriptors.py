@@ -91,32 +91,11 @@ from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 logger = logging.getLogger(__name__)
 
-DESCRIPTOR_NAMES: tuple[str, ...] = ("OS", "CN", "OCN", "CN2", "NNRS", "MOOD", "PSGO", "NNOSM")
-"""Descriptor names in the column order of the default featurizer."""
-
-DESCRIPTOR_KINDS: dict[str, str] = {
-    "OS": "classification",
-    "CN": "classification",
-    "OCN": "classification",
-    "CN2": "classification",
-    "NNRS": "regression",
-    "MOOD": "regression",
-    "PSGO": "classification",
-    "NNOSM": "regression",
-}
-"""Learning task of each descriptor: integer-valued classes or a real-valued target."""
-
-DESCRIPTOR_UNITS: dict[str, str] = {
-    "OS": "e",
-    "CN": "count",
-    "OCN": "count",
-    "CN2": "count",
-    "NNRS": "angstrom",
-    "MOOD": "angstrom",
-    "PSGO": "count",
-    "NNOSM": "e",
-}
-"""Unit of each descriptor (``e``: elementary charge, ``count``: dimensionless integer)."""
+from xas_features.descriptor_table import (  # noqa: E402  (no pymatgen: see that module)
+    DESCRIPTOR_KINDS,
+    DESCRIPTOR_NAMES,
+    DESCRIPTOR_UNITS,
+)
 
 _PG_ORDERS: dict[int, tuple[str, ...]] = {
     1: ("1",),

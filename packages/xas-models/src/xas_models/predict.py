@@ -318,9 +318,9 @@ def _featurize(featurizers: list[Any], structures: list[Structure], sites: list[
 GRAPH_FEATURIZER = "crystal-graph"
 
 
-def graph_batch(meta: CheckpointMeta, structures: list[Structure], sites: list[int]) -> Any:
-    """One collated crystal-graph batch: a graph of ``structures[i]`` with site ``sites[i]``
-    flagged as the absorber, built with the checkpoint's ``training_data.graph_config``."""
+def site_graphs(meta: CheckpointMeta, structures: list[Structure], sites: list[int]) -> list:
+    """One crystal graph per ``structures[i]`` with site ``sites[i]`` flagged as the absorber,
+    built with the checkpoint's ``training_data.graph_config``."""
     settings = meta.training_data.get("graph_config")
     if not isinstance(settings, dict):
         raise ModelError(
@@ -328,16 +328,21 @@ def graph_batch(meta: CheckpointMeta, structures: list[Structure], sites: list[i
             "(training_data.graph_config); re-train or re-export it with a current xas-train"
         )
     try:
-        from xas_features.graphs import CrystalGraphConfig, build_crystal_graph, collate_graphs
+        from xas_features.graphs import CrystalGraphConfig, build_crystal_graph
 
         config = CrystalGraphConfig(**settings)
-        return collate_graphs(
-            [build_crystal_graph(s, [i], config) for s, i in zip(structures, sites, strict=True)]
-        )
+        return [build_crystal_graph(s, [i], config) for s, i in zip(structures, sites, strict=True)]
     except ImportError as exc:
         raise ModelError(
             f'graph models need the graph extra: pip install "xas-models[graph]" ({exc})'
         ) from None
+
+
+def graph_batch(meta: CheckpointMeta, structures: list[Structure], sites: list[int]) -> Any:
+    """:func:`site_graphs` collated into one batch."""
+    from xas_features.graphs import collate_graphs
+
+    return collate_graphs(site_graphs(meta, structures, sites))
 
 
 def model_inputs(

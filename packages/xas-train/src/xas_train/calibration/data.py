@@ -89,7 +89,7 @@ def load_measured_set(
     from xas_data.store import XASDataset
     from xas_data.structures import inequivalent_absorbing_sites
     from xas_models import model_inputs
-    from xas_models.predict import GRAPH_FEATURIZER
+    from xas_models.predict import GRAPH_FEATURIZER, site_graphs
 
     if element not in meta.elements:
         raise TrainError(
@@ -118,11 +118,11 @@ def load_measured_set(
     y = np.stack([np.interp(energy, sel.energy, row) for row in y_store]).astype(np.float32)
     cols = sel.sites()
     sources = ds.root["materials/source"][:]
+    metas = [json.loads(sources[int(m)]) if sources[int(m)] else {} for m in cols["material"]]
     names, compounds, mids, structures, site_rows, weights = [], [], [], [], [], []
     unlinked = []
-    for material in cols["material"]:
+    for material, source in zip(cols["material"], metas, strict=True):
         material = int(material)
-        source = json.loads(sources[material]) if sources[material] else {}
         structure = ds.structure(material)
         mid = str(ds.material_ids[material])
         if structure is None or len(structure) == 0:
@@ -145,20 +145,13 @@ def load_measured_set(
     flat_structures = [s for s, rows in zip(structures, site_rows, strict=True) for _ in rows]
     flat_sites = [i for rows in site_rows for i in rows]
     if is_graph:
-        from xas_features.graphs import CrystalGraphConfig, build_crystal_graph
-
-        config = CrystalGraphConfig(**meta.training_data["graph_config"])
-        flat = [
-            build_crystal_graph(s, [i], config)
-            for s, i in zip(flat_structures, flat_sites, strict=True)
-        ]
+        flat = site_graphs(meta, flat_structures, flat_sites)
     else:
         flat = np.asarray(model_inputs(meta, flat_structures, flat_sites), dtype=np.float32)
     site_inputs, start = [], 0
     for rows in site_rows:
         site_inputs.append(flat[start : start + len(rows)])
         start += len(rows)
-    metas = [json.loads(sources[int(m)]) if sources[int(m)] else {} for m in cols["material"]]
     beamlines = sorted({m.get("beamline", "") for m in metas} - {""})
     files = sorted({Path(str(m.get("source_file", ""))).name for m in metas} - {""})
     provenance = {
