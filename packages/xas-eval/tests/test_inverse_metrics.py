@@ -137,3 +137,39 @@ def test_interval_coverage_of_a_calibrated_gaussian():
     assert interval_coverage(y, mean, std) == pytest.approx(0.6827, abs=0.007)
     assert math.isnan(interval_coverage([np.nan], [0.0], [1.0]))
     assert interval_coverage([0.0, 3.0], [0.0, 0.0], [1.0, 1.0]) == 0.5
+
+
+def test_coverage_scale_recalibrates_an_overconfident_spread():
+    from xas_eval.inverse_metrics import coverage_scale
+
+    rng = np.random.default_rng(3)
+    true_sd = rng.uniform(0.5, 2.0, 20000)
+    mean = np.zeros_like(true_sd)
+    y = rng.normal(mean, true_sd)
+    s = coverage_scale(y, mean, true_sd / 4.0)  # 4x over-confident
+    assert s == pytest.approx(4.0, rel=0.05)
+    assert interval_coverage(y, mean, s * true_sd / 4.0) == pytest.approx(0.6827, abs=0.01)
+    assert np.isnan(coverage_scale([np.nan], [0.0], [1.0]))
+    with pytest.raises(ValueError, match="target coverage"):
+        coverage_scale(y, mean, true_sd, target=1.5)
+
+
+def test_robustness_rows_per_element_and_table():
+    from xas_eval.inverse_metrics import robustness_table
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 16)) + 5.0
+    y = (x[:, 3] > 5.0).astype(float)
+    elements = np.array(["Cu"] * 20 + ["Ni"] * 20)
+
+    def predict(s):
+        return {"OS": (s[:, 3] > 5.0).astype(float)}
+
+    rows = robustness_curve(predict, x, {"OS": y}, {"OS": "classification"}, [0.0, 0.5], 1,
+                            elements=elements)  # fmt: skip
+    assert {r["element"] for r in rows} == {"all", "Cu", "Ni"}
+    clean = {r["element"]: r for r in rows if r["noise"] == 0.0}
+    assert clean["Cu"]["n"] == 20 and clean["all"]["n"] == 40 and clean["all"]["score"] == 1.0
+    table = robustness_table([{**r, "model": "thr"} for r in rows], element="Ni")
+    assert "| thr | OS | f1_macro | 1.000 |" in table and "noise 0.5" in table
+    assert robustness_table(rows, shift_ev=3.0) == ""

@@ -50,3 +50,14 @@ def test_classifier_recovers_oxidation_states_of_aligned_standards():
         oxidation_state_check(sim, np.full(len(sim), 3.0), exp, list("abcd"), formulas, "Fe")
     with pytest.raises(ValueError, match="one grid"):
         oxidation_state_check(sim, sim_os, exp[:, :100], list("abcd"), formulas, "Fe")
+
+
+def test_known_oxidation_state_falls_back_to_the_linked_structure():
+    from pymatgen.core import Lattice, Structure
+
+    cuo = Structure(Lattice.cubic(4.2), ["Cu", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert known_oxidation_state("Cu3OH_2CO3_2", "Cu") is None  # unparseable spelling
+    assert known_oxidation_state("Cu3OH_2CO3_2", "Cu", cuo) == 2
+    assert known_oxidation_state("", "Cu", cuo) == 2
+    assert known_oxidation_state("Cu2O", "Cu", cuo) == 1  # the formula wins when it parses
+    assert known_oxidation_state("", "Cu") is None

@@ -71,3 +71,18 @@ def test_checkpoint_round_trip_and_predict_descriptors(tmp_path):
         predict_descriptors(mu, energy, "Ni", model=(module, meta))
     with pytest.raises(ModelError, match="grid is"):
         predict_descriptors(mu[:50], energy[:50], "Cu", model=(module, meta))
+
+
+def test_std_scale_multiplies_spread_and_is_checkpointed(tmp_path):
+    ens = InverseEnsemble.from_members(_members()).eval()
+    x = torch.rand(4, K) + 0.5
+    raw = ens(x)["NNRS"]["std"].clone()
+    ens.set_std_scale({"NNRS": 2.5})
+    torch.testing.assert_close(ens(x)["NNRS"]["std"], raw * 2.5)
+    save_checkpoint(tmp_path / "inv", ens, _meta())
+    module, _ = load_checkpoint(tmp_path / "inv")
+    torch.testing.assert_close(module(x)["NNRS"]["std"], raw * 2.5)
+    with pytest.raises(ModelError, match="not a regression task"):
+        ens.set_std_scale({"OS": 2.0})
+    with pytest.raises(ModelError, match="finite and > 0"):
+        ens.set_std_scale({"NNRS": 0.0})

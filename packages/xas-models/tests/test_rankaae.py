@@ -187,3 +187,136 @@ def test_bad_config_names_key(over, key):
     with pytest.raises(ModelError, match="invalid rankaae config") as info:
         make_model(**over)
     assert key in str(info.value)
+
+
+# ----------------------------------------------------------------------------- describer
+
+
+@pytest.fixture(scope="module")
+def describer(trained):
+    """A RankAAEDescriber of the trained autoencoder and a 3-member ensemble on E0 / a class."""
+    from xas_models.rankaae import RankAAEDescriber
+
+    model, x, e0, _ = trained
+    with torch.no_grad():
+        z = model.encode(x)
+    ens = LatentRegressorEnsemble(n_members=3, n_latent=3, n_outputs=2, hidden=(16,))
+    ens.fit(z, np.stack([e0, np.where(e0 > 24.0, 3.0, 2.0)], axis=1), steps=200, seed=0)
+    return RankAAEDescriber.from_parts(model, ens, ["E0", "OS"], {"OS": [2.0, 3.0]}), x, e0
+
+
+def test_describer_predicts_mean_and_std_like_the_parts(describer, trained):
+    model = trained[0]
+    desc, x, e0 = describer
+    out = desc.predict(x)
+    assert set(out) == {"E0", "OS"} and set(out["E0"]) == {"value", "std"}
+    assert out["E0"]["value"].shape == (64,) and bool((out["E0"]["std"] > 0).all())
+    with torch.no_grad():
+        z = model.encode(x)
+    assert torch.allclose(desc.encode(x), z, atol=1e-6)
+    # forward == predict, and equals the parts it was built from
+    fwd = desc(x)
+    assert torch.allclose(fwd["OS"]["value"], out["OS"]["value"])
+    assert float(np.corrcoef(out["E0"]["value"].numpy(), e0)[0, 1]) > 0.9
+    assert [t.name for t in desc.tasks] == ["E0", "OS"]
+    assert all(t.kind == "regression" for t in desc.tasks) and desc.tasks[1].classes == (2.0, 3.0)
+    rounded = desc.nearest_class("OS", out["OS"]["value"])
+    assert set(np.unique(rounded)) <= {2.0, 3.0}
+    with pytest.raises(ModelError, match="no classes"):
+        desc.nearest_class("E0", out["E0"]["value"])
+
+
+def test_nearest_class():
+    from xas_models.rankaae import nearest_class
+
+    got = nearest_class(np.array([0.2, 2.5, 2.6, 7.0, np.nan]), [4.0, 2.0, 3.0])
+    assert np.array_equal(got[:4], [2.0, 2.0, 3.0, 4.0]) and np.isnan(got[4])
+    with pytest.raises(ModelError, match="classes"):
+        nearest_class(np.array([1.0]), [])
+
+
+def test_describer_checkpoint_round_trip_and_predict_descriptors(describer, tmp_path):
+    from xas_models.inverse import predict_descriptors
+
+    desc, x, _ = describer
+    meta = CheckpointMeta(
+        energy_grid=EnergyGrid(start=8970.0, step=0.5, n_points=K),
+        elements=["Cu"],
+        fidelity="FEFF",
+        featurizer=FeaturizerInfo(name="spectrum", version="post-edge-normalised"),
+        training_data={"task": "inverse", "normalisation": {"kind": "post-edge level", "tail": 20}},
+    )
+    save_checkpoint(tmp_path / "desc", desc, meta)
+    loaded, m = load_checkpoint(tmp_path / "desc")
+    assert m.architecture == "rankaae-describer" and get_model_class(m.architecture)
+    assert loaded.config == desc.config
+    a, b = loaded.predict(x), desc.predict(x)
+    for name in ("E0", "OS"):
+        assert torch.allclose(a[name]["value"], b[name]["value"], atol=1e-5)
+        assert torch.allclose(a[name]["std"], b[name]["std"], atol=1e-5)
+    # predict_descriptors normalises by the post-edge level: feed pre-normalised spectra * 2
+    xn = x.numpy() / x.numpy()[:, -20:].mean(1, keepdims=True)
+    energy = 8970.0 + 0.5 * np.arange(K)
+    pred = predict_descriptors(2.0 * xn[:4], energy, "Cu", model=(loaded, m))
+    ref = loaded.predict(torch.from_numpy(xn[:4].astype(np.float32)))
+    assert np.allclose([p.value for p in pred["E0"]], ref["E0"]["value"].numpy(), atol=1e-4)
+    assert all(p.kind == "regression" and p.std > 0 for p in pred["OS"])
+
+
+def test_describer_config_errors(trained):
+    from xas_models.rankaae import RankAAEDescriber
+
+    model = trained[0]
+    good = {"autoencoder": model.config_dict(), "descriptors": ["OS"]}
+    assert RankAAEDescriber.from_config(good).regressor.n_outputs == 1
+    for over, key in [
+        ({"n_members": 1}, "n_members"),
+        ({"descriptors": []}, "descriptors"),
+        ({"descriptors": ["OS", "OS"]}, "descriptors"),
+        ({"classes": {"CN": [4.0]}}, "classes"),
+        ({"hiden": [8]}, "hiden"),
+    ]:
+        with pytest.raises(ModelError, match="invalid rankaae-describer config") as info:
+            RankAAEDescriber.from_config({**good, **over})
+        assert key in str(info.value)
+    with pytest.raises(ModelError, match="n_latnt"):
+        RankAAEDescriber.from_config({**good, "autoencoder": {"n_latnt": 2}})
+    ens = LatentRegressorEnsemble(n_members=2, n_latent=3, n_outputs=2)
+    with pytest.raises(ModelError, match="one name per output"):
+        RankAAEDescriber.from_parts(model, ens, ["OS"])
+    with pytest.raises(ModelError, match="latent dims"):
+        RankAAEDescriber.from_parts(model, LatentRegressorEnsemble(2, 4), ["OS"])
+
+
+def test_describer_std_scale_and_load_in_a_fresh_process(describer, tmp_path):
+    import subprocess
+    import sys
+
+    desc, x, _ = describer
+    raw = desc.predict(x)["OS"]["std"].clone()
+    desc.set_std_scale({"OS": 3.0})
+    try:
+        torch.testing.assert_close(desc.predict(x)["OS"]["std"], raw * 3.0)
+        with pytest.raises(ModelError, match="not an output"):
+            desc.set_std_scale({"XX": 2.0})
+        with pytest.raises(ModelError, match="finite and > 0"):
+            desc.set_std_scale({"OS": -1.0})
+        meta = CheckpointMeta(
+            energy_grid=EnergyGrid(start=8970.0, step=0.5, n_points=K),
+            elements=["Cu"],
+            fidelity="FEFF",
+            featurizer=FeaturizerInfo(name="spectrum", version="post-edge-normalised"),
+        )
+        save_checkpoint(tmp_path / "desc", desc, meta)
+    finally:
+        desc.set_std_scale({"OS": 1.0})
+    # the architecture is found without importing xas_models.rankaae first
+    code = (
+        "import sys; from xas_models import load_checkpoint; "
+        "m, meta = load_checkpoint(sys.argv[1]); print(type(m).__name__, m.config.std_scale)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "desc")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "RankAAEDescriber {'OS': 3.0}" in out.stdout

@@ -258,3 +258,44 @@ def test_bad_config_names_key(over, key):
 def test_non_dict_config():
     with pytest.raises(ModelError, match="must be a dict"):
         SPT.from_config([1, 2])
+
+
+def test_input_standardisation_round_trips_and_is_off_by_default(tmp_path):
+    x, _ = synthetic(32)
+    plain = make_model()
+    assert not hasattr(plain, "input_mean")
+    with pytest.raises(ModelError, match="standardise_input"):
+        plain.set_input_scaling(x)
+    model = make_model(standardise_input=True).eval()
+    before = model(x)["NNRS"].clone()
+    model.set_input_scaling(x)
+    assert torch.allclose(model.input_mean, x.mean(0), atol=1e-6)
+    assert torch.allclose(model.input_std, x.std(0, unbiased=False), atol=1e-5)
+    assert not torch.allclose(model(x)["NNRS"], before)  # the scaling is applied
+    # standardised inputs are what the branches see: shifting input_mean by the data shift
+    # makes a shifted batch give the same outputs
+    shifted = make_model(standardise_input=True).eval()
+    shifted.load_state_dict(model.state_dict())
+    shifted.input_mean += 0.3
+    torch.testing.assert_close(shifted(x + 0.3)["NNRS"], model(x)["NNRS"])
+    save_checkpoint(tmp_path / "spt", model, meta())
+    loaded, _ = load_checkpoint(tmp_path / "spt")
+    torch.testing.assert_close(loaded(x)["NNRS"], model(x)["NNRS"])
+
+
+def test_class_weights_in_loss():
+    model = make_model()
+    x, y = synthetic(24)
+    out = model(x)
+    _, plain = spt_loss(out, y, model=model)
+    _, ones = spt_loss(out, y, model=model, class_weights={"OS": torch.ones(3)})
+    torch.testing.assert_close(plain["OS"], ones["OS"])
+    _, only2 = spt_loss(out, y, model=model, class_weights={"OS": torch.tensor([1.0, 0, 0])})
+    keep = y["OS"] == 2
+    idx, _ = model.class_indices("OS", y["OS"][keep])
+    ref = torch.nn.functional.cross_entropy(out["OS"][keep], idx)
+    torch.testing.assert_close(only2["OS"], ref)
+    with pytest.raises(ModelError, match="one weight per class"):
+        spt_loss(out, y, model=model, class_weights={"OS": torch.ones(2)})
+    with pytest.raises(ModelError, match="not a task"):
+        spt_loss(out, y, model=model, class_weights={"XX": torch.ones(2)})

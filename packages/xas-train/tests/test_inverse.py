@@ -41,7 +41,9 @@ def test_inverse_run_scores_spt_and_baselines(inverse_run):
     assert {"SPT ensemble", "RF", "majority / mean"} <= models
     os_all = [r for r in report["scores"] if r["descriptor"] == "OS" and r["element"] == "all"]
     assert all(0 <= r["f1_macro"] <= 1 for r in os_all)
-    assert set(report["coverage_1sigma"]) == {"NNRS"}
+    cov = report["coverage"]["NNRS"]
+    assert cov["std_scale"] > 0 and 0 <= cov["1sigma_raw"] <= 1 and 0 <= cov["1sigma"] <= 1
+    assert cov["2sigma"] >= cov["1sigma"]
     noise = {r["noise"] for r in report["robustness"]}
     assert noise == {0.0, 0.05} and {r["shift_ev"] for r in report["robustness"]} == {0.0, 1.0}
     for name in ("confusion-OS.png", "parity-NNRS.png", "robustness.png", "report.md"):
@@ -49,6 +51,8 @@ def test_inverse_run_scores_spt_and_baselines(inverse_run):
     meta = json.loads((run_dir / "model" / "model.json").read_text())
     assert meta["architecture"] == "inverse_ensemble" and meta["featurizer"]["name"] == "spectrum"
     assert meta["config"]["n_members"] == 2
+    assert meta["config"]["std_scale"]["NNRS"] == cov["std_scale"]  # the checkpoint keeps it
+    assert meta["config"]["member_config"]["standardise_input"] is True
 
 
 def test_describe_a_measured_spectrum(inverse_run, shared_data, tmp_path):
@@ -103,3 +107,39 @@ def test_material_holdout_when_the_store_has_no_val_split(tmp_path):
     report = run_inverse(load_inverse_config(path), progress=None)
     n = report["n"]
     assert n["train"] + n["val"] == 318 and 0 < n["val"] < 60  # 10 % of the materials
+
+
+def test_class_weights_favour_rare_classes():
+    import numpy as np
+    import torch
+
+    from xas_models import build_model
+    from xas_train.inverse import class_weights
+
+    class Split:
+        labels = {"OS": np.array([2.0] * 9 + [3.0] + [np.nan])}
+
+    model = build_model(
+        "spt",
+        {"input_dim": 32, "n_bands": 2, "tasks": [{"name": "OS", "kind": "classification",
+                                                   "classes": [2, 3, 4]}]},
+    )  # fmt: skip
+    sqrt = class_weights(Split, model, "sqrt")["OS"]
+    bal = class_weights(Split, model, "balanced")["OS"]
+    assert class_weights(Split, model, "none") == {}
+    counts = torch.tensor([9.0, 1.0, 0.0])
+    for w in (sqrt, bal):  # count-weighted mean 1, rare class heavier, unseen class 1
+        assert float((w * counts).sum() / counts.sum()) == pytest.approx(1.0)
+        assert w[1] > w[0]
+    assert float(bal[1] / bal[0]) == pytest.approx(9.0)
+    assert float(sqrt[1] / sqrt[0]) == pytest.approx(3.0)
+
+
+def test_cosine_schedule_warms_up_and_decays():
+    from xas_train.inverse import InverseConfig, _lr_factor
+
+    cfg = InverseConfig(max_epochs=10, warmup_epochs=2)
+    f = [_lr_factor(cfg, s, 5) for s in range(50)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] < 0.01
+    assert _lr_factor(InverseConfig(lr_schedule="constant"), 40, 5) == 1.0

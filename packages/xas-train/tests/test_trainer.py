@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,3 +271,23 @@ def test_zero_stages_train_like_stage_zero(write_config, stage):
     cfg = load_config(write_config(f"zero{stage}", training={**settings, "zero_stage": stage}))
     result = train(cfg, progress=None)
     assert_same_weights(Path(ref.run_dir), Path(result.run_dir), atol=1e-5)
+
+
+def test_evaluate_checkpoint_scores_the_best_state_of_a_stopped_run(write_config, tmp_path):
+    from xas_train.trainer import evaluate_checkpoint
+
+    settings = {"max_epochs": 6, "checkpoint_every": 2}
+    cfg = load_config(write_config("stopped", training=settings))
+    result = train(cfg, progress=None)
+    run_dir = Path(result.run_dir)
+    shutil.rmtree(run_dir / "model")
+    shutil.rmtree(run_dir / "predictions")
+    lines: list[str] = []
+    metrics = evaluate_checkpoint(cfg, progress=lines.append)
+    assert metrics["Cu"]["eta"] == pytest.approx(result.metrics["Cu"]["eta"], rel=1e-6)
+    assert (run_dir / "model" / "model.json").is_file() and "best epoch" in lines[0]
+    meta = json.loads((run_dir / "model" / "model.json").read_text())
+    assert meta["training_data"]["stopped_at_epoch"] == 6
+    other = load_config(write_config("never", training=settings))
+    with pytest.raises(TrainError, match="no checkpoint"):
+        evaluate_checkpoint(other, progress=None)

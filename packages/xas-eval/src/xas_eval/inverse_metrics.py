@@ -179,6 +179,7 @@ def robustness_curve(
     rng: np.random.Generator | int | None = None,
     shift_ev: float = 0.0,
     energy_step: float | None = None,
+    elements: np.ndarray | Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Scores of ``predict_fn`` (spectra -> name -> [N]) on perturbed ``spectra``.
 
@@ -192,6 +193,10 @@ def robustness_curve(
     gen = _as_rng(rng)
     if shift_ev and energy_step is None:
         raise ValueError("shift_ev > 0 needs energy_step (the grid spacing in eV)")
+    groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(np.asarray(spectra)), bool))]
+    if elements is not None:
+        el = np.asarray(elements).astype(str)
+        groups += [(e, el == e) for e in sorted(set(el.tolist()))]
     rows: list[dict[str, Any]] = []
     for level in noise_levels:
         x = np.asarray(spectra)
@@ -203,19 +208,45 @@ def robustness_curve(
             if name not in preds:
                 continue
             metric = primary_metric(kinds[name])
-            scores = descriptor_scores(kinds[name], y, preds[name])
-            rows.append(
-                {
-                    "noise": float(level),
-                    "shift_ev": float(shift_ev),
-                    "descriptor": name,
-                    "kind": kinds[name],
-                    "metric": metric,
-                    "score": scores[metric],
-                    "n": scores["n"],
-                }
-            )
+            y, p = np.asarray(y), np.asarray(preds[name])
+            for group, sel in groups:
+                scores = descriptor_scores(kinds[name], y[sel], p[sel])
+                rows.append(
+                    {
+                        "noise": float(level),
+                        "shift_ev": float(shift_ev),
+                        "descriptor": name,
+                        "kind": kinds[name],
+                        "metric": metric,
+                        "element": group,
+                        "score": scores[metric],
+                        "n": scores["n"],
+                    }
+                )
     return rows
+
+
+def robustness_table(
+    rows: Sequence[Mapping[str, Any]], shift_ev: float = 0.0, element: str = "all"
+) -> str:
+    """Markdown of :func:`robustness_curve` rows (with a ``model`` key): one line per model and
+    descriptor, one column per noise level (F1 macro or R^2), at one shift and element."""
+    sel = [
+        r
+        for r in rows
+        if float(r.get("shift_ev", 0.0)) == float(shift_ev) and r.get("element", "all") == element
+    ]
+    if not sel:
+        return ""
+    levels = sorted({float(r["noise"]) for r in sel})
+    cell = {(r.get("model", ""), r["descriptor"], float(r["noise"])): r for r in sel}
+    keys = list(dict.fromkeys((r.get("model", ""), r["descriptor"], r["metric"]) for r in sel))
+    head = "| model | descriptor | metric | " + " | ".join(f"noise {v:g}" for v in levels) + " |"
+    lines = [head, "|---|---|---|" + "---:|" * len(levels)]
+    for model, name, metric in keys:
+        vals = [_cell(cell.get((model, name, v), {}).get("score", math.nan), 3) for v in levels]
+        lines.append(f"| {model} | {name} | {metric} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------- uncertainty
@@ -234,6 +265,24 @@ def interval_coverage(y_true, mean, std, k: float = 1.0) -> float:
     if not keep.any():
         return math.nan
     return float(np.mean(np.abs(t[keep] - m[keep]) <= k * s[keep]))
+
+
+def coverage_scale(y_true, mean, std, target: float = 0.6827) -> float:
+    """Factor ``s`` such that ``mean +- s * std`` covers the fraction ``target`` of the rows
+    (the ``target`` quantile of ``|y_true - mean| / std`` over rows where all are finite and
+    ``std > 0``): fitted on a validation split, it recalibrates an ensemble's spread. NaN when
+    no row qualifies."""
+    if not 0 < target < 1:
+        raise ValueError(f"target coverage must be in (0, 1), got {target}")
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    m = np.asarray(mean, dtype=np.float64).ravel()
+    s = np.asarray(std, dtype=np.float64).ravel()
+    if not (t.shape == m.shape == s.shape):
+        raise ValueError(f"y_true {t.shape}, mean {m.shape} and std {s.shape} must match")
+    keep = np.isfinite(t) & np.isfinite(m) & np.isfinite(s) & (s > 0)
+    if not keep.any():
+        return math.nan
+    return float(np.quantile(np.abs(t[keep] - m[keep]) / s[keep], target))
 
 
 # ----------------------------------------------------------------------------- tables

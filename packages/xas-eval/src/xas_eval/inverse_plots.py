@@ -141,7 +141,9 @@ def plot_parity(
 def plot_robustness(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
     """Rows of :func:`~xas_eval.inverse_metrics.robustness_curve` (several curves may be
     concatenated): score vs relative noise level, one line per descriptor (and line style per
-    energy-shift amplitude), classification (F1 macro) and regression (R^2) side by side."""
+    energy-shift amplitude), classification (F1 macro) and regression (R^2) side by side.
+    Only the pooled rows (``element`` "all" or absent) are drawn."""
+    rows = [r for r in rows if r.get("element", "all") == "all"]
     if not rows:
         raise ValueError("no robustness rows to plot; run robustness_curve first")
     panels = [k for k in ("classification", "regression") if any(r["kind"] == k for r in rows)]

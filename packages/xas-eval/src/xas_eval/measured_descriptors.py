@@ -37,10 +37,10 @@ def describe_standards(
     from xas_data.store import XASDataset
     from xas_features.descriptors import DescriptorFeaturizer
     from xas_models.inverse import predict_descriptors
-    from xas_models.predict import _resolve_model
+    from xas_models.predict import resolve_model
     from xas_models.sdm import sdm_map
 
-    loaded = _resolve_model(model, "latest", zoo)
+    loaded = resolve_model(model, "latest", zoo)
     grid = loaded.meta.grid_for(element)
     energy = grid.start + grid.step * np.arange(grid.n_points)
     exp_ds = XASDataset.open(measured)
@@ -73,7 +73,7 @@ def describe_standards(
         row = {
             "sample": " ".join(str(meta.get("sample", "")).split()),
             "formula": str(meta.get("formula", "")),
-            "known_OS": known_oxidation_state(str(meta.get("formula", "")), element),
+            "known_OS": known_oxidation_state(str(meta.get("formula", "")), element, structure),
             "known_CN": known_cn,
         }
         for key, pred in (("raw", raw), ("sdm", sdm)):

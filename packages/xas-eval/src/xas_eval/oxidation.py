@@ -25,9 +25,18 @@ __all__ = ["OxidationCheck", "check_stores", "known_oxidation_state", "oxidation
            "post_edge_normalise"]  # fmt: skip
 
 
-def known_oxidation_state(formula: str, element: str) -> float | None:
+def known_oxidation_state(formula: str, element: str, structure: Any = None) -> float | None:
     """Oxidation state of ``element`` in ``formula`` (pymatgen's most likely guess; 0 for the
-    pure element; None when pymatgen cannot assign one)."""
+    pure element; None when pymatgen cannot assign one). When the formula gives none (empty,
+    or written in a way that does not parse, e.g. ``Cu3OH_2CO3_2``), the reduced formula of
+    ``structure`` (the linked pymatgen Structure, if any) is used instead."""
+    value = _formula_oxidation_state(formula, element) if formula else None
+    if value is None and structure is not None and len(structure):
+        value = _formula_oxidation_state(structure.composition.reduced_formula, element)
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _formula_oxidation_state(formula: str, element: str) -> float | None:
     import re
 
     from pymatgen.core import Composition

@@ -13,6 +13,8 @@
 - :func:`list_pretrained`, :func:`load_pretrained`, :class:`ZooEntry`: published models.
 - :func:`predict`, :class:`StructurePrediction`, :class:`SitePrediction`, :func:`write_csv`,
   :func:`write_json`, :func:`plot_predictions`: spectra of structures.
+- :func:`resolve_model` / :class:`LoadedModel`: a zoo name, checkpoint folder or
+  ``(module, meta)`` pair loaded once, for code that runs a model itself.
 
 The torch-based parts are imported on first access (``xas_models.XASBlock`` etc.), so that
 ``import xas_models`` and the ``xas`` command line start quickly; accessing any of them also
@@ -26,11 +28,13 @@ __version__ = "0.1.0"
 
 from xas_models.errors import ModelError  # noqa: E402
 from xas_models.predict import (  # noqa: E402
+    LoadedModel,
     SitePrediction,
     StructurePrediction,
     model_inputs,
     plot_predictions,
     predict,
+    resolve_model,
     write_csv,
     write_json,
 )
@@ -67,6 +71,8 @@ _LAZY: dict[str, str] = {
     "RankAAE": "xas_models.rankaae",
     "RankAAEConfig": "xas_models.rankaae",
     "LatentRegressorEnsemble": "xas_models.rankaae",
+    "RankAAEDescriber": "xas_models.rankaae",
+    "RankAAEDescriberConfig": "xas_models.rankaae",
     "rankaae_losses": "xas_models.rankaae",
     "rankaae_train_step": "xas_models.rankaae",
     # spectral domain mapping (numpy only; ``from xas_models.sdm import ...`` skips torch)
@@ -110,6 +116,8 @@ __all__ = [
     "ModelError",
     "RankAAE",
     "RankAAEConfig",
+    "RankAAEDescriber",
+    "RankAAEDescriberConfig",
     "SDMResult",
     "SPT",
     "SPTConfig",
@@ -130,9 +138,11 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained",
     "plot_predictions",
+    "LoadedModel",
     "model_inputs",
     "predict",
     "predict_descriptors",
+    "resolve_model",
     "project_simplex",
     "rankaae_losses",
     "rankaae_train_step",

@@ -45,10 +45,10 @@ import math
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError, config_error
+from xas_models.errors import ModelError, parse_config
 from xas_models.registry import register_model
 
 if TYPE_CHECKING:
@@ -222,18 +222,11 @@ class CGXAS(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any] | CGXASConfig) -> CGXAS:
         """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        if isinstance(config, CGXASConfig):
-            return cls(config)
-        if not isinstance(config, dict):
-            raise ModelError(
-                f"cgxas config must be a dict, got {type(config).__name__}; "
-                "pass e.g. {'node_dim': 111, 'elements': ['Fe']}"
+        return cls(
+            parse_config(
+                config, CGXASConfig, "cgxas", _FIELD_HINTS, "{'node_dim': 111, 'elements': ['Fe']}"
             )
-        try:
-            parsed = CGXASConfig.model_validate(config)
-        except ValidationError as exc:
-            raise config_error(exc, "cgxas", _FIELD_HINTS) from None
-        return cls(parsed)
+        )
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""

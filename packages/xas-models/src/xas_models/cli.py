@@ -239,10 +239,10 @@ def describe_cmd(
     from xas_data.experiment_ingest import read_measured_sources
     from xas_data.experiment_processing import process_spectrum
     from xas_models.inverse import predict_descriptors
-    from xas_models.predict import _resolve_model
+    from xas_models.predict import resolve_model
 
     spectra = _run(read_measured_sources, [str(f) for f in files], element)
-    loaded = _run(_resolve_model, model, version, zoo)
+    loaded = _run(resolve_model, model, version, zoo)
     for spectrum in spectra:
         el = spectrum.element
         if el not in loaded.meta.elements:

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from xas_models.errors import ModelError, config_error
+from xas_models.errors import ModelError, parse_config
 from xas_models.registry import build_model, register_model
 
 INVERSE_FEATURIZER = "spectrum"
@@ -32,19 +32,23 @@ INVERSE_FEATURIZER = "spectrum"
 
 
 class InverseEnsembleConfig(BaseModel):
-    """``member``: architecture name; ``member_config``: its config; ``n_members`` >= 1."""
+    """``member``: architecture name; ``member_config``: its config; ``n_members`` >= 1;
+    ``std_scale``: regression task -> factor applied to the members' spread (fitted on a
+    validation split so that the 1-sigma interval covers 68 %; default 1)."""
 
     model_config = ConfigDict(extra="forbid")
 
     member: str = "spt"
     member_config: dict[str, Any]
     n_members: int = Field(default=5, ge=1)
+    std_scale: dict[str, float] = Field(default_factory=dict)
 
 
 _HINTS = {
     "member": "an inverse architecture name, e.g. 'spt'",
     "member_config": "the member architecture's config (a mapping)",
     "n_members": "an integer >= 1",
+    "std_scale": "a mapping regression task -> positive factor",
 }
 
 
@@ -61,12 +65,8 @@ class InverseEnsemble(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | InverseEnsembleConfig) -> InverseEnsemble:
-        if isinstance(config, InverseEnsembleConfig):
-            return cls(config)
-        try:
-            return cls(InverseEnsembleConfig.model_validate(config))
-        except ValidationError as exc:
-            raise config_error(exc, "inverse_ensemble", _HINTS) from None
+        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
+        return cls(parse_config(config, InverseEnsembleConfig, "inverse_ensemble", _HINTS))
 
     @classmethod
     def from_members(cls, members: list[nn.Module], member: str = "spt") -> InverseEnsemble:
@@ -83,6 +83,18 @@ class InverseEnsemble(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
+
+    def set_std_scale(self, scale: dict[str, float]) -> None:
+        """Multiply the spread of regression tasks by ``scale[name]`` (finite, > 0) from now on
+        (stored in the config, so checkpoints keep it)."""
+        names = {t.name for t in self.tasks if t.kind == "regression"}
+        for name, value in scale.items():
+            if name not in names:
+                raise ModelError(f"{name!r} is not a regression task (tasks: {sorted(names)})")
+            if not (np.isfinite(value) and value > 0):
+                raise ModelError(f"std scale of {name!r} must be finite and > 0, got {value}")
+        merged = {**self.config.std_scale, **{k: float(v) for k, v in scale.items()}}
+        self.config = self.config.model_copy(update={"std_scale": merged})
 
     @property
     def tasks(self) -> list[Any]:
@@ -101,7 +113,11 @@ class InverseEnsemble(nn.Module):
                 result[task.name] = {"value": classes[proba.argmax(-1)], "probabilities": proba}
             else:
                 values = torch.stack([o[task.name]["value"] for o in outs])
-                result[task.name] = {"value": values.mean(0), "std": values.std(0, unbiased=False)}
+                scale = float(self.config.std_scale.get(task.name, 1.0))
+                result[task.name] = {
+                    "value": values.mean(0),
+                    "std": values.std(0, unbiased=False) * scale,
+                }
         return result
 
 
@@ -142,11 +158,11 @@ def predict_descriptors(
         ModelError: not an inverse model, an element it was not trained on, energies that do
             not cover its grid, or a spectrum without a post-edge level.
     """
-    from xas_models.predict import _element_symbol, _resolve_model
+    from xas_models.predict import _element_symbol, resolve_model
 
     if model is None:
         raise ModelError("no model given; pass model=<inverse zoo name> (see 'xas models')")
-    loaded = _resolve_model(model, version, zoo)
+    loaded = resolve_model(model, version, zoo)
     meta, module = loaded.meta, loaded.module
     if meta.featurizer.name != INVERSE_FEATURIZER:
         raise ModelError(

@@ -188,14 +188,25 @@ def _element_symbol(element: str) -> str:
 
 
 @dataclass(frozen=True)
-class _LoadedModel:
+class LoadedModel:
+    """A model ready to run: ``module`` (eval mode is the caller's job), its checkpoint
+    ``meta``, and the ``name`` / ``version`` it was found under (version "" off the zoo)."""
+
     module: nn.Module
     meta: CheckpointMeta
     name: str
     version: str
 
 
-def _resolve_model(model: Any, version: str, zoo: str | os.PathLike[str] | None) -> _LoadedModel:
+def resolve_model(
+    model: Any, version: str = "latest", zoo: str | os.PathLike[str] | None = None
+) -> LoadedModel:
+    """Load ``model``: a zoo name (at ``version``, from ``zoo`` or the default zoo), a
+    checkpoint folder, or an already loaded ``(module, meta)`` pair.
+
+    Raises:
+        ModelError: a folder that does not exist, an unknown zoo name, or another type.
+    """
     from torch import nn
 
     from xas_models.checkpoint import CheckpointMeta, load_checkpoint
@@ -209,19 +220,19 @@ def _resolve_model(model: Any, version: str, zoo: str | os.PathLike[str] | None)
                 f"({type(module).__name__}, {type(meta).__name__}); pass what "
                 "load_pretrained() or load_checkpoint() return"
             )
-        return _LoadedModel(module, meta, meta.architecture or type(module).__name__, "")
+        return LoadedModel(module, meta, meta.architecture or type(module).__name__, "")
     if isinstance(model, str | os.PathLike):
         path = Path(model)
         if path.is_dir():
             module, meta = load_checkpoint(path)
-            return _LoadedModel(module, meta, str(path), "")
+            return LoadedModel(module, meta, str(path), "")
         if isinstance(model, os.PathLike) or os.sep in str(model):
             raise ModelError(
                 f"checkpoint folder {str(model)!r} does not exist; pass an existing checkpoint "
                 "folder or a zoo model name (see 'xas models')"
             )
         module, meta, entry = load_pretrained_entry(str(model), version, zoo)
-        return _LoadedModel(module, meta, entry.name, entry.version)
+        return LoadedModel(module, meta, entry.name, entry.version)
     raise ModelError(
         f"model must be a zoo name, a checkpoint folder or (module, meta), got "
         f"{type(model).__name__}"
@@ -428,7 +439,7 @@ def predict(
     inputs = _as_structures(structures)
     if not inputs:
         return []
-    loaded = _resolve_model(model, version, zoo)
+    loaded = resolve_model(model, version, zoo)
     meta = loaded.meta
     label = f"{loaded.name} {loaded.version}".strip()
     if element is None:

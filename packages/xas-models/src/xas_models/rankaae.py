@@ -20,22 +20,26 @@ Losses (:func:`rankaae_losses`):
 
 :func:`train_step` does one step with two optimizers (autoencoder, then discriminator).
 :class:`LatentRegressorEnsemble` maps latent vectors to descriptors (e.g. OS and CN) with an
-ensemble of small MLPs whose spread is an uncertainty estimate.
+ensemble of small MLPs whose spread is an uncertainty estimate. :class:`RankAAEDescriber`
+("rankaae-describer") holds a trained autoencoder and its regressor ensemble as one
+checkpointable module (spectra -> descriptors with a std); :func:`nearest_class` rounds a
+regressed value to the nearest class (e.g. OS 2.4 -> 2).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError, config_error
+from xas_models.errors import ModelError, parse_config
 from xas_models.registry import register_model
 
 #: Default loss weights of :func:`train_step` (keys of :func:`rankaae_losses`).
@@ -131,18 +135,15 @@ class RankAAE(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any] | RankAAEConfig) -> RankAAE:
         """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        if isinstance(config, RankAAEConfig):
-            return cls(config)
-        if not isinstance(config, dict):
-            raise ModelError(
-                f"rankaae config must be a dict, got {type(config).__name__}; pass e.g. "
-                "{'input_dim': 141, 'n_latent': 5, 'aligned': {'OS': 0, 'CN': 1}}"
+        return cls(
+            parse_config(
+                config,
+                RankAAEConfig,
+                "rankaae",
+                _FIELD_HINTS,
+                "{'input_dim': 141, 'n_latent': 5, 'aligned': {'OS': 0, 'CN': 1}}",
             )
-        try:
-            parsed = RankAAEConfig.model_validate(config)
-        except ValidationError as exc:
-            raise config_error(exc, "rankaae", _FIELD_HINTS) from None
-        return cls(parsed)
+        )
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
@@ -433,3 +434,218 @@ class LatentRegressorEnsemble(nn.Module):
         z = self._z(z)
         pred = torch.stack([m(z) for m in self.members]) * self.y_std + self.y_mean
         return pred.mean(dim=0), pred.std(dim=0, unbiased=False)
+
+
+def nearest_class(values: torch.Tensor | np.ndarray, classes: Sequence[float]) -> np.ndarray:
+    """Each value of ``values [N]`` replaced by the nearest of ``classes`` (a tie goes to the
+    smaller class; NaN stays NaN), float64 ``[N]``. E.g. a regressed OS of 2.4 -> class 2."""
+    v = np.asarray(torch.as_tensor(values).detach().cpu().numpy(), dtype=np.float64).ravel()
+    c = np.sort(np.asarray(list(classes), dtype=np.float64))
+    if c.size == 0 or not np.isfinite(c).all():
+        raise ModelError(f"classes must be a non-empty list of finite numbers, got {list(classes)}")
+    idx = np.abs(v[:, None] - c[None, :]).argmin(axis=1)  # first (smallest) class on a tie
+    return np.where(np.isfinite(v), c[idx], np.nan)
+
+
+class RankAAEDescriberConfig(BaseModel):
+    """Validated config of :class:`RankAAEDescriber`. Unknown keys are rejected.
+
+    Attributes:
+        autoencoder: the :class:`RankAAEConfig` of the autoencoder (as a dict).
+        descriptors: names of the regressed descriptors, in output column order (distinct,
+            non-empty).
+        n_members: members of the latent regressor ensemble (>= 2), default 5.
+        hidden: hidden widths of every member MLP (each > 0), default [32].
+        classes: descriptor -> its class values (classification descriptors such as OS and
+            CN, for :meth:`RankAAEDescriber.nearest_class`); keys must be in ``descriptors``.
+        std_scale: descriptor -> factor applied to the ensemble spread (fitted on a validation
+            split so that the 1-sigma interval covers 68 %), default 1.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    autoencoder: dict[str, Any]
+    descriptors: list[str] = Field(min_length=1)
+    n_members: int = Field(default=5, ge=2)
+    hidden: list[int] = Field(default_factory=lambda: [32])
+    classes: dict[str, list[float]] = Field(default_factory=dict)
+    std_scale: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("descriptors")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v) or any(not n for n in v):
+            raise ValueError(f"descriptor names must be distinct and non-empty, got {v}")
+        return v
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(w <= 0 for w in v):
+            raise ValueError(f"every width must be > 0, got {v}")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_known(cls, v: dict[str, list[float]], info: ValidationInfo) -> dict[str, list]:
+        names = set(info.data.get("descriptors") or [])
+        extra = sorted(set(v) - names)
+        if extra:
+            raise ValueError(f"classes given for {extra}, which are not in descriptors")
+        empty = sorted(k for k, c in v.items() if not c)
+        if empty:
+            raise ValueError(f"empty class list for {empty}")
+        return v
+
+
+_DESCRIBER_HINTS: dict[str, str] = {
+    "autoencoder": "a RankAAE config dict, e.g. {'input_dim': 141, 'n_latent': 5}",
+    "descriptors": "a list of distinct descriptor names, e.g. ['OS', 'CN']",
+    "n_members": "an integer >= 2",
+    "hidden": "a list of integers > 0, e.g. [32]",
+    "classes": "a dict descriptor -> non-empty list of class values, e.g. {'OS': [1, 2, 3]}",
+    "std_scale": "a dict descriptor -> positive factor on the ensemble spread",
+}
+
+
+@dataclass(frozen=True)
+class DescriberTask:
+    """One output of :class:`RankAAEDescriber`: always ``kind="regression"`` (a value and an
+    ensemble std); ``classes`` lists the class values of a classification descriptor."""
+
+    name: str
+    kind: str = "regression"
+    classes: tuple[float, ...] = ()
+
+
+@register_model("rankaae-describer")
+class RankAAEDescriber(nn.Module):
+    """A trained :class:`RankAAE` plus a :class:`LatentRegressorEnsemble` on its latent space,
+    as one module: spectra ``[B, K]`` -> latent ``[B, n_latent]`` -> descriptors with an
+    ensemble uncertainty.
+
+    ``forward``/:meth:`predict` return ``{name: {"value": [B], "std": [B]}}``, the format of
+    regression outputs of :class:`xas_models.inverse.InverseEnsemble`, and :attr:`tasks` lists
+    every output as a regression, so :func:`xas_models.predict_descriptors` can use a
+    checkpoint of this model (inputs: post-edge-normalised spectra on the checkpoint's grid).
+    """
+
+    def __init__(self, config: RankAAEDescriberConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.autoencoder = RankAAE.from_config(dict(config.autoencoder))
+        self.regressor = LatentRegressorEnsemble(
+            config.n_members,
+            self.autoencoder.config.n_latent,
+            len(config.descriptors),
+            tuple(config.hidden),
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | RankAAEDescriberConfig) -> RankAAEDescriber:
+        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
+        return cls(
+            parse_config(
+                config,
+                RankAAEDescriberConfig,
+                "rankaae-describer",
+                _DESCRIBER_HINTS,
+                "{'autoencoder': {'input_dim': 141}, 'descriptors': ['OS', 'CN']}",
+            )
+        )
+
+    @classmethod
+    def from_parts(
+        cls,
+        autoencoder: RankAAE,
+        regressor: LatentRegressorEnsemble,
+        descriptors: Sequence[str],
+        classes: Mapping[str, Sequence[float]] | None = None,
+    ) -> RankAAEDescriber:
+        """One module holding copies of a trained ``autoencoder`` and ``regressor``, whose
+        outputs are ``descriptors`` (in column order)."""
+        if regressor.n_latent != autoencoder.config.n_latent:
+            raise ModelError(
+                f"the regressor takes {regressor.n_latent} latent dims but the autoencoder has "
+                f"{autoencoder.config.n_latent}; fit the regressor on this autoencoder's latents"
+            )
+        if regressor.n_outputs != len(descriptors):
+            raise ModelError(
+                f"the regressor has {regressor.n_outputs} outputs for {len(descriptors)} "
+                f"descriptors {list(descriptors)}; pass one name per output column"
+            )
+        linears = [m for m in regressor.members[0] if isinstance(m, nn.Linear)]
+        config = RankAAEDescriberConfig(
+            autoencoder=autoencoder.config_dict(),
+            descriptors=[str(d) for d in descriptors],
+            n_members=len(regressor.members),
+            hidden=[layer.out_features for layer in linears[:-1]],
+            classes={k: [float(c) for c in v] for k, v in (classes or {}).items()},
+        )
+        out = cls(config)
+        out.autoencoder.load_state_dict(autoencoder.state_dict())
+        out.regressor.load_state_dict(regressor.state_dict())
+        return out.eval()
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
+        return self.config.model_dump(mode="json")
+
+    @property
+    def descriptors(self) -> list[str]:
+        """Output descriptor names, in column order."""
+        return list(self.config.descriptors)
+
+    @property
+    def tasks(self) -> list[DescriberTask]:
+        """One regression task per descriptor (for :func:`xas_models.predict_descriptors`)."""
+        return [
+            DescriberTask(n, "regression", tuple(self.config.classes.get(n, ())))
+            for n in self.config.descriptors
+        ]
+
+    def _as_input(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        param = next(self.autoencoder.encoder.parameters())
+        return torch.as_tensor(x, dtype=param.dtype, device=param.device)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Latent vectors ``[B, n_latent]`` of spectra ``x [B, K]`` (eval mode)."""
+        self.eval()
+        return self.autoencoder.encode(self._as_input(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor | np.ndarray) -> dict[str, dict[str, torch.Tensor]]:
+        """``{name: {"value": [B], "std": [B]}}``: ensemble mean and spread (population std,
+        in descriptor units) of every descriptor for spectra ``x [B, K]``."""
+        mean, std = self.regressor.predict(self.encode(x))
+        scale = self.config.std_scale
+        return {
+            name: {"value": mean[:, j], "std": std[:, j] * float(scale.get(name, 1.0))}
+            for j, name in enumerate(self.config.descriptors)
+        }
+
+    def set_std_scale(self, scale: Mapping[str, float]) -> None:
+        """Multiply the spread of descriptor ``name`` by ``scale[name]`` (finite, > 0) from now
+        on (kept in the config, so checkpoints keep it)."""
+        for name, value in scale.items():
+            if name not in self.config.descriptors:
+                raise ModelError(f"{name!r} is not an output (outputs: {self.descriptors})")
+            if not (math.isfinite(float(value)) and float(value) > 0):
+                raise ModelError(f"std scale of {name!r} must be finite and > 0, got {value}")
+        merged = {**self.config.std_scale, **{k: float(v) for k, v in scale.items()}}
+        self.config = self.config.model_copy(update={"std_scale": merged})
+
+    def forward(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Same as :meth:`predict`."""
+        return self.predict(x)
+
+    def nearest_class(self, name: str, values: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Predicted ``values [B]`` of descriptor ``name`` rounded to its nearest class
+        (float64 ``[B]``); ModelError when ``name`` has no classes in the config."""
+        if name not in self.config.classes:
+            raise ModelError(
+                f"descriptor {name!r} has no classes in this model (classes for "
+                f"{sorted(self.config.classes)}); use the regressed value"
+            )
+        return nearest_class(values, self.config.classes[name])

@@ -59,6 +59,7 @@ _BUILTINS: dict[str, tuple[str, str | None]] = {
     "xane3": ("xas_models.xane3", "graph"),
     "spt": ("xas_models.spt", None),
     "rankaae": ("xas_models.rankaae", None),
+    "rankaae-describer": ("xas_models.rankaae", None),
     "inverse_ensemble": ("xas_models.inverse", None),
 }
 

@@ -55,14 +55,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 from torch import nn
 
-from xas_models.errors import ModelError, config_error
+from xas_models.errors import ModelError, parse_config
 from xas_models.registry import register_model
 
 #: Frequencies of the initial periods ``round(K / f)`` before :meth:`SPT.set_periods`.
@@ -152,6 +151,9 @@ class SPTConfig(BaseModel):
         graph_heads: attention heads (>= 1, divides graph_dim), default 2.
         shared_hidden: widths of the shared MLP (each > 0, non-empty), default [128].
         dropout: dropout after each shared hidden layer, in [0, 1), default 0.1.
+        standardise_input: standardise every energy point as ``(x - input_mean) /
+            input_std`` before all branches (buffers ``[K]``, identity until
+            :meth:`SPT.set_input_scaling`), default False (checkpoints without the buffers).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -176,6 +178,7 @@ class SPTConfig(BaseModel):
     graph_heads: int = Field(default=2, ge=1)
     shared_hidden: list[int] = Field(default_factory=lambda: [128], min_length=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    standardise_input: bool = False
 
     @field_validator("global_hidden", "band_channels", "shared_hidden")
     @classmethod
@@ -256,6 +259,7 @@ _FIELD_HINTS: dict[str, str] = {
     "graph_heads": "an integer >= 1 dividing graph_dim, default 2",
     "shared_hidden": "a non-empty list of integers > 0, e.g. [128]",
     "dropout": "a float in [0, 1), default 0.1",
+    "standardise_input": "true or false",
 }
 
 
@@ -452,24 +456,23 @@ class SPT(nn.Module):
         n_reg = len(self.regression_tasks)
         self.register_buffer("target_mean", torch.zeros(n_reg))
         self.register_buffer("target_std", torch.ones(n_reg))
+        if c.standardise_input:
+            self.register_buffer("input_mean", torch.zeros(c.input_dim))
+            self.register_buffer("input_std", torch.ones(c.input_dim))
 
     # ------------------------------------------------------------------ config
     @classmethod
     def from_config(cls, config: dict[str, Any] | SPTConfig) -> SPT:
         """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        if isinstance(config, SPTConfig):
-            return cls(config)
-        if not isinstance(config, dict):
-            raise ModelError(
-                f"spt config must be a dict, got {type(config).__name__}; pass e.g. "
-                "{'input_dim': 141, 'tasks': [{'name': 'OS', 'kind': 'classification', "
-                "'classes': [2, 3, 4]}]}"
+        return cls(
+            parse_config(
+                config,
+                SPTConfig,
+                "spt",
+                _FIELD_HINTS,
+                "{'input_dim': 141, 'tasks': [{'name': 'OS', 'kind': 'classification', 'classes': [2, 3, 4]}]}",
             )
-        try:
-            parsed = SPTConfig.model_validate(config)
-        except ValidationError as exc:
-            raise config_error(exc, "spt", _FIELD_HINTS) from None
-        return cls(parsed)
+        )
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
@@ -505,6 +508,22 @@ class SPT(nn.Module):
         periods = dominant_periods(x, self.config.n_bands)
         self.periods.copy_(torch.tensor(periods, dtype=torch.long))
         return periods
+
+    @torch.no_grad()
+    def set_input_scaling(self, spectra: torch.Tensor | np.ndarray) -> None:
+        """Set ``input_mean`` / ``input_std`` ``[K]`` from training spectra ``[N, K]`` (std
+        floored at 1e-3 of its largest value). ModelError unless ``standardise_input``."""
+        if not self.config.standardise_input:
+            raise ModelError(
+                "this spt config has standardise_input: false; set it to true to scale inputs"
+            )
+        x = torch.as_tensor(spectra).detach().to("cpu", torch.float64)
+        self._check_input(x)
+        std = x.std(dim=0, unbiased=False)
+        self.input_mean.copy_(x.mean(dim=0).to(self.input_mean.dtype))
+        self.input_std.copy_(
+            std.clamp_min(1e-3 * float(std.max()) + 1e-12).to(self.input_std.dtype)
+        )
 
     @torch.no_grad()
     def set_target_scaling(
@@ -560,6 +579,8 @@ class SPT(nn.Module):
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """The shared representation ``[B, shared_hidden[-1]]`` of spectra ``x [B, K]``."""
         self._check_input(x)
+        if self.config.standardise_input:
+            x = (x - self.input_mean) / self.input_std
         parts = []
         ctx = self.context(x) if self.context is not None else None
         if self.config.use_global:
@@ -665,6 +686,7 @@ def spt_loss(
     *,
     model: SPT,
     weights: Mapping[str, float] | None = None,
+    class_weights: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Multi-task loss of :class:`SPT` outputs, averaged over the available labels per task.
 
@@ -681,12 +703,14 @@ def spt_loss(
         masks: optional task name -> bool ``[B]`` selecting labels.
         model: the model that produced ``outputs`` (classes and target scaling).
         weights: optional task name -> weight of its term (default 1).
+        class_weights: optional classification task name -> ``[n_classes]`` weights of its
+            cross-entropy (class order = ``classes``; a weighted mean over the labels).
 
     Returns:
         ``(total, parts)``: the weighted sum (scalar) and the unweighted term of every task.
     """
     tasks = model.tasks
-    for name in list(targets) + list(masks or {}) + list(weights or {}):
+    for name in [*targets, *(masks or {}), *(weights or {}), *(class_weights or {})]:
         if name not in tasks:
             raise ModelError(
                 f"{name!r} is not a task of this model (tasks: {list(tasks)}); drop it or add "
@@ -718,7 +742,15 @@ def spt_loss(
             parts[name] = pred.sum() * 0.0
             continue
         if task.kind == "classification":
-            term = F.cross_entropy(pred[valid], idx[valid].to(pred.device))
+            cw = (class_weights or {}).get(name)
+            if cw is not None:
+                cw = torch.as_tensor(cw, dtype=pred.dtype, device=pred.device)
+                if cw.shape != (pred.shape[-1],):
+                    raise ModelError(
+                        f"class_weights[{name!r}] has shape {tuple(cw.shape)}; give one weight "
+                        f"per class ({pred.shape[-1]})"
+                    )
+            term = F.cross_entropy(pred[valid], idx[valid].to(pred.device), weight=cw)
         else:
             i = reg[name]
             z = (y[valid] - model.target_mean[i]) / model.target_std[i]

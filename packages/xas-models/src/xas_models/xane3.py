@@ -54,10 +54,10 @@ from typing import Any, Literal
 import torch
 from e3nn import o3
 from e3nn.nn import Gate
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from xas_models.errors import ModelError, config_error
+from xas_models.errors import ModelError, parse_config
 from xas_models.registry import register_model
 
 
@@ -356,17 +356,7 @@ class XANE3(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any] | XANE3Config) -> XANE3:
         """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        if isinstance(config, XANE3Config):
-            return cls(config)
-        if not isinstance(config, dict):
-            raise ModelError(
-                f"xane3 config must be a dict, got {type(config).__name__}; pass e.g. {{}}"
-            )
-        try:
-            parsed = XANE3Config.model_validate(config)
-        except ValidationError as exc:
-            raise config_error(exc, "xane3", _FIELD_HINTS) from None
-        return cls(parsed)
+        return cls(parse_config(config, XANE3Config, "xane3", _FIELD_HINTS, "{}"))
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""

@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError, config_error
+from xas_models.errors import ModelError, parse_config
 from xas_models.registry import register_model
 
 #: Default hidden widths: two layers of 400. A reasonable generic starting point for
@@ -111,18 +111,9 @@ class XASBlock(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any] | XASBlockConfig) -> XASBlock:
         """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        if isinstance(config, XASBlockConfig):
-            return cls(config)
-        if not isinstance(config, dict):
-            raise ModelError(
-                f"xasblock config must be a dict, got {type(config).__name__}; "
-                "pass e.g. {'input_dim': 64}"
-            )
-        try:
-            parsed = XASBlockConfig.model_validate(config)
-        except ValidationError as exc:
-            raise config_error(exc, "xasblock", _FIELD_HINTS) from None
-        return cls(parsed)
+        return cls(
+            parse_config(config, XASBlockConfig, "xasblock", _FIELD_HINTS, "{'input_dim': 64}")
+        )
 
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""

@@ -66,6 +66,27 @@ def train(
             typer.echo(f"  {el}: eta {m['eta']:.3f}  median MSE {m['xi']:.4g}  (n={int(m['n'])})")
 
 
+@app.command()
+def evaluate(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Score a run that stopped before it finished (time limit, killed job).
+
+    Loads the best state from the run's latest checkpoint, writes its test predictions and
+    model as a finished run would, and prints eta per element; the run stays resumable.
+    """
+    from xas_train.config import load_config
+    from xas_train.errors import TrainError
+
+    try:
+        cfg = load_config(config, set_)
+        from xas_train.trainer import evaluate_checkpoint
+
+        evaluate_checkpoint(cfg)
+    except TrainError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"model: {cfg.run_dir / 'model'}")
+
+
 def _rank() -> int:
     import os
 
@@ -111,6 +132,28 @@ def inverse(config: ConfigArg, set_: SetOpt = None) -> None:
 
         cfg = load_inverse_config(config, set_)
         report = run_inverse(cfg)
+    except TrainError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"report: {cfg.run_dir / 'report.md'}\nmodel: {report['model_dir']}")
+
+
+@app.command()
+def rankaae(config: ConfigArg, set_: SetOpt = None) -> None:
+    """Train a RankAAE (latent dims rank-aligned with OS, CN, ...) and a latent regressor
+    ensemble on the simulated spectra of one element.
+
+    Reports on the test split the Spearman alignment, accuracy / MAE / 1-sigma coverage
+    against a random forest, and (with measured:) the measured standards raw vs SDM; writes
+    plots, report.md and the checkpoint (see configs/rankaae/).
+    """
+    from xas_train.errors import TrainError
+
+    try:
+        from xas_train.rankaae_training import load_rankaae_config, run_rankaae
+
+        cfg = load_rankaae_config(config, set_)
+        report = run_rankaae(cfg)
     except TrainError as exc:
         _fail(exc)
         return

@@ -684,3 +684,54 @@ def train(
     if dist.is_main:
         _write_json(run_dir / "result.json", asdict(result))
     return result
+
+
+def evaluate_checkpoint(
+    config: RunConfig, progress: Progress | None = print
+) -> dict[str, dict[str, float]]:
+    """Score a run that stopped before it finished (a session or wall-time limit): load the
+    best state kept in its latest checkpoint, predict the test split (val if none) and write
+    the predictions, the model checkpoint and ``history.json`` as a finished run would.
+
+    Returns:
+        element -> metrics (eta, MSE, ...), as ``TrainResult.metrics``.
+
+    Raises:
+        TrainError: the run folder holds no checkpoint of this config, or one without a best
+            state (it stopped before its first epoch ended).
+    """
+    run_dir = config.run_dir
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    if not _check_resume(run_dir, config, fresh=False):
+        raise TrainError(
+            f"{ckpt_dir} holds no checkpoint to evaluate; train with "
+            "training.checkpoint_every > 0 (xas-train train CONFIG) first"
+        )
+    tag = (ckpt_dir / "latest").read_text().strip()
+    files = sorted((ckpt_dir / tag).glob("*model_states.pt"))
+    if not files:
+        raise TrainError(f"checkpoint {ckpt_dir / tag} has no model states; rerun with --fresh")
+    state = torch.load(files[0], map_location="cpu", weights_only=False)
+    if not state.get("best_state"):
+        raise TrainError(f"checkpoint {tag} holds no best state yet; train for longer")
+    data = load_training_data(config.data, seed=config.training.seed)
+    model, arch = build_initial_model(config, data)
+    model.load_state_dict(state["best_state"])
+    metrics, _ = _evaluate_and_save(
+        config,
+        data,
+        model,
+        arch,
+        torch.device("cpu"),
+        state.get("mlflow_run_id"),
+        {
+            "best_epoch": int(state["best_epoch"]),
+            "stopped_at_epoch": int(state["epoch"]),
+            "note": f"evaluated from checkpoint {tag} before the run finished; resumable",
+        },
+    )
+    _write_json(run_dir / "history.json", state.get("history", []))
+    say = progress or (lambda _m: None)
+    etas = ", ".join(f"{el} eta {m['eta']:.3f}" for el, m in metrics.items())
+    say(f"[{config.name}] {tag}: best epoch {state['best_epoch']}; {etas}")
+    return metrics
