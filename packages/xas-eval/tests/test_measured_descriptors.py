@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,8 @@ ZOO = Path(__file__).resolve().parents[3] / "model-zoo"
 
 
 @pytest.fixture(scope="module")
-def exp_store(tmp_path_factory) -> Path:
-    env = os.environ.get("XAS_SHARED_DATA")
-    shared = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    if not shared.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared data not found at {shared}: set XAS_SHARED_DATA")
-        pytest.skip("shared data not found")
+def exp_store(tmp_path_factory, shared_data) -> Path:
+    shared = shared_data
     from xas_data.experiment_ingest import ingest_measured_spectra, read_measured_sources
 
     spectra = read_measured_sources([shared / "experiment/xaslib/xaslib_K_edge.json"])
@@ -38,6 +32,8 @@ def test_describe_cu_standards_raw_and_with_sdm(exp_store):
     assert {"OS_raw", "OS_sdm", "CN_raw", "CN_sdm"} <= set(cuo)
     s = result["summary"]
     assert s["n_OS"] >= 3 and 0 <= s["OS_accuracy_raw"] <= 1 and 0 <= s["OS_accuracy_sdm"] <= 1
+    # the 3 Cu foils (OS 0) are not scored: no training site has OS 0
+    assert s["n_OS"] == sum(r["known_OS"] not in (None, 0) for r in rows)
     assert "| CuO copper oxide tenorite | 2 |" in render_standards(result)
     with pytest.raises(ValueError, match="no EXP spectra of Ni"):
         describe_standards("spt-default-feff-fast", str(exp_store), "Ni", zoo=str(ZOO))

@@ -65,15 +65,3 @@ def store_factory():
 @pytest.fixture
 def small_store(tmp_path) -> XASDataset:
     return make_store(tmp_path / "small.zarr")
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    env = os.environ.get("XAS_SHARED_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    if not path.is_dir():
-        message = f"shared data not found at {path}: set XAS_SHARED_DATA"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path

@@ -148,16 +148,3 @@ def subprocess_env() -> dict[str, str]:
     env["OMP_NUM_THREADS"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
     return env
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``$XAS_SHARED_DATA`` or ../shared/data; fails (not skips) under CI=true when missing."""
-    env = os.environ.get("XAS_SHARED_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    if not path.is_dir():
-        message = f"shared data not found at {path}: set XAS_SHARED_DATA"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path

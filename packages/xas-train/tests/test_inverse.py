@@ -44,6 +44,12 @@ def test_inverse_run_scores_spt_and_baselines(inverse_run):
     cov = report["coverage"]["NNRS"]
     assert cov["std_scale"] > 0 and 0 <= cov["1sigma_raw"] <= 1 and 0 <= cov["1sigma"] <= 1
     assert cov["2sigma"] >= cov["1sigma"]
+    md = (run_dir / "report.md").read_text()
+    assert (
+        "## Robustness" in md
+        and "| SPT ensemble | OS | f1_macro |" in md
+        and "| RF | NNRS | r2 |" in md
+    )
     noise = {r["noise"] for r in report["robustness"]}
     assert noise == {0.0, 0.05} and {r["shift_ev"] for r in report["robustness"]} == {0.0, 1.0}
     for name in ("confusion-OS.png", "parity-NNRS.png", "robustness.png", "report.md"):

@@ -177,17 +177,20 @@ def describe_standards_cmd(
     simulated: Annotated[
         str, typer.Option(help="simulated store for SDM, or 'default'")
     ] = "default",
+    fidelity: Annotated[
+        str, typer.Option(help="fidelity of the simulated spectra, e.g. FEFF-fast or FEFF")
+    ] = "FEFF-fast",
     n_clusters: Annotated[int, typer.Option(help="SDM basis size")] = 4,
 ) -> None:
     """Predicted vs known OS and CN of measured standards, with and without SDM."""
+    from xas_data.errors import XASDataError
     from xas_eval.measured_descriptors import describe_standards, render_standards
 
     try:
-        result = describe_standards(model, str(measured), element, simulated, n_clusters=n_clusters)
-    except (ValueError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except Exception as exc:  # ModelError / store errors carry their fix
+        result = describe_standards(
+            model, str(measured), element, simulated, fidelity, n_clusters=n_clusters
+        )
+    except (ValueError, FileNotFoundError, XASDataError) as exc:  # each names its fix
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(render_standards(result), nl=False)

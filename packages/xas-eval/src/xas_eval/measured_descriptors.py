@@ -82,8 +82,17 @@ def describe_standards(
                     row[f"{name}_{key}"] = pred[name][i].value
         rows.append(row)
     summary: dict[str, Any] = {"n": len(rows)}
+    classes = {
+        t.name: {float(c) for c in t.classes} for t in loaded.module.tasks if t.classes
+    }  # a known value the model never saw in training cannot be predicted: not scored
     for name in ("OS", "CN"):
-        scored = [r for r in rows if r[f"known_{name}"] is not None and f"{name}_raw" in r]
+        scored = [
+            r
+            for r in rows
+            if r[f"known_{name}"] is not None
+            and f"{name}_raw" in r
+            and (name not in classes or float(r[f"known_{name}"]) in classes[name])
+        ]
         summary[f"n_{name}"] = len(scored)
         for key in ("raw", "sdm"):
             if scored:
@@ -111,6 +120,12 @@ def render_standards(result: dict[str, Any]) -> str:
         )
     s = result["summary"]
     acc = ", ".join(
-        f"{k.replace('_accuracy_', ' accuracy ')} {v:.2f}" for k, v in s.items() if "accuracy" in k
+        f"{k.replace('_accuracy_', ' accuracy ')} {v:.2f} (of {s['n_' + k.split('_')[0]]})"
+        for k, v in s.items()
+        if "accuracy" in k
     )
-    return "\n".join(lines) + f"\n\n{result['element']}: {s['n']} spectra; {acc}\n"
+    return (
+        "\n".join(lines)
+        + f"\n\n{result['element']}: {s['n']} spectra; {acc}. Scored: spectra whose known "
+        "value is a class the model was trained on\n"
+    )

@@ -255,7 +255,6 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     from xas_eval.inverse_data import load_inverse_data
     from xas_eval.inverse_metrics import (
         interval_coverage,
-        render_table,
         robustness_curve,
         score_predictions,
     )
@@ -406,11 +405,8 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
         "model_dir": str(run_dir / "model"),
     }
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=float))
+    atomic_write_text(run_dir / "report.md", render_inverse_report(report))
     table = summary_table(summary, kinds)
-    atomic_write_text(
-        run_dir / "report.md",
-        table + "\n\n" + render_table(rows) + "\n\n" + coverage_table(coverage),
-    )
     if cfg.mlflow:
         from xas_train.tracking import Tracker
 
@@ -483,17 +479,45 @@ def summary_table(summary: list[dict], kinds: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_inverse_report(report: dict[str, Any]) -> str:
+    """report.md of an inverse run from its report.json content: the summary table (element
+    "all"), every score row, the coverage table and the robustness tables."""
+    from xas_eval.inverse_metrics import render_table
+
+    kinds = {t["name"]: t["kind"] for t in report["tasks"]}
+    rows = report["scores"]
+    summary = [r for r in rows if r["element"] == "all"]
+    elements = sorted({r["element"] for r in rows} - {"all"})
+    n = report["n"]
+    head = (
+        f"# Inverse run `{report['name']}`\n\n{n['train']} train / {n['val']} val / "
+        f"{n['test']} test spectra; {len(report['members'])} SPT members; "
+        f"{report['seconds'] / 60:.1f} min.\n\n"
+    )
+    return (
+        head
+        + summary_table(summary, kinds)
+        + "\n\n"
+        + render_table(rows)
+        + "\n\n"
+        + coverage_table(report["coverage"])
+        + _robustness_section(report["robustness"], report["config"]["shift_ev"], elements)
+    )
+
+
 def _robustness_section(robust: list[dict], shift_ev: float, elements: list[str]) -> str:
-    """Markdown: robustness tables pooled (no shift, +-shift_ev) and per element (no shift)."""
+    """Markdown: robustness tables pooled (no shift, +-shift_ev) and per element (no shift,
+    with the element's number of test spectra)."""
     from xas_eval.inverse_metrics import robustness_table
 
-    parts = ["\n## Robustness: Gaussian noise (relative to the post-edge level), test split\n"]
+    parts = ["\n## Robustness: Gaussian noise (relative to the post-edge level), test split\n\n"]
     parts.append(robustness_table(robust, 0.0))
     parts.append(f"\nwith random energy shifts of +-{shift_ev:g} eV\n\n")
     parts.append(robustness_table(robust, shift_ev))
     if len(elements) > 1:
         for element in elements:
-            parts.append(f"\n{element} only (no shift)\n\n")
+            n = max((r["n"] for r in robust if r.get("element") == element), default=0)
+            parts.append(f"\n{element} only ({n} test spectra, no shift)\n\n")
             parts.append(robustness_table(robust, 0.0, element))
     return "".join(parts)
 
