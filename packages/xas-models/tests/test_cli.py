@@ -118,6 +118,9 @@ def test_edge_energy_and_headline_metric():
         "median_pearson=0.8"
     )
     assert headline_metric({"mse": 0.01}) == "mse=0.01"
+    inverse = {"OS/all/mae": 0.2, "OS/all/f1_macro": 0.5927, "CN/all/f1_macro": 0.6}
+    assert headline_metric(inverse) == "OS_f1=0.593"
+    assert headline_metric({"OS_accuracy": 0.8, "OS_f1_macro": 0.51}) == "OS_f1=0.51"
     assert headline_metric({}) == "-"
 
 

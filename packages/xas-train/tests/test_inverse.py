@@ -59,6 +59,8 @@ def test_inverse_run_scores_spt_and_baselines(inverse_run):
     assert meta["config"]["n_members"] == 2
     assert meta["config"]["std_scale"]["NNRS"] == cov["std_scale"]  # the checkpoint keeps it
     assert meta["config"]["member_config"]["standardise_input"] is True
+    assert meta["training_data"]["dataset"] == "xas-default"  # the store name, not a path
+    assert meta["training_data"]["license"]
 
 
 def test_describe_a_measured_spectrum(inverse_run, shared_data, tmp_path):

@@ -122,8 +122,9 @@ class InverseData:
 
 class InverseDataset(dict):
     """``split -> InverseData`` (a dict) with the descriptor ``names``, ``kinds`` and
-    ``classes`` shared by the splits, and where the data came from (``store``,
-    ``fidelity``, ``feature_key``, ``elements``)."""
+    ``classes`` shared by the splits, and where the data came from (``store`` path,
+    ``dataset_name`` and ``license`` from the store's attributes, ``fidelity``,
+    ``feature_key``, ``elements``)."""
 
     def __init__(
         self,
@@ -135,8 +136,12 @@ class InverseDataset(dict):
         fidelity: str,
         feature_key: str,
         elements: list[str],
+        dataset_name: str = "",
+        license: str = "",
     ) -> None:
         super().__init__(splits)
+        self.dataset_name = dataset_name
+        self.license = license
         self.names = names
         self.kinds = kinds
         self.classes = classes
@@ -350,4 +355,6 @@ def load_inverse_data(
         fidelity=fidelity,
         feature_key=key,
         elements=chosen,
+        dataset_name=ds.name,
+        license=str(ds.root.attrs.get("license", "")),
     )

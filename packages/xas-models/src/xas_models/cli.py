@@ -33,6 +33,9 @@ app = typer.Typer(
 _OUT_SUFFIXES = (".csv", ".json")
 #: metrics shown by ``xas models``, first found wins (mean over elements for "<El>/<metric>")
 HEADLINE_METRICS = ("eta", "median_pearson", "mean_rse", "xi", "mse", "mae", "r2")
+#: inverse models: the oxidation-state F1 (macro) over all test spectra, as SPT / RankAAE runs
+#: record it, before any generic metric
+INVERSE_HEADLINES = (("OS/all/f1_macro", "OS_f1"), ("OS_f1_macro", "OS_f1"))
 
 
 def _fail(message: object) -> None:
@@ -99,7 +102,11 @@ def format_predictions(predictions: Sequence[StructurePrediction]) -> str:
 
 def headline_metric(metrics: dict[str, Any]) -> str:
     """The first of :data:`HEADLINE_METRICS` found in ``metrics`` (averaged over the
-    per-element ``"<El>/<name>"`` values), e.g. ``eta=5.19``; ``-`` if none."""
+    per-element ``"<El>/<name>"`` values), e.g. ``eta=5.19``; for inverse models the OS F1
+    macro (``OS_f1=0.593``); ``-`` if none."""
+    for key, label in INVERSE_HEADLINES:
+        if isinstance(metrics.get(key), int | float):
+            return f"{label}={float(metrics[key]):.3g}"
     for name in HEADLINE_METRICS:
         values = [
             float(v)

@@ -372,7 +372,8 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
         featurizer=FeaturizerInfo(name=INVERSE_FEATURIZER, version="post-edge-normalised", key=""),
         training_data={
             "task": "inverse",
-            "dataset": cfg.dataset if cfg.dataset != "default" else "xas-default",
+            "dataset": data.dataset_name or cfg.dataset,
+            "license": data.license,
             "descriptor_feature": data.feature_key,
             "normalisation": {"kind": "post-edge level", "tail": 20},
             "n_train": len(train),

@@ -782,7 +782,8 @@ def _save_model(run_dir, describer, cfg, data, train, val, test, metrics) -> Pat
         training_data={
             "task": "inverse",
             "model": "rankaae",
-            "dataset": cfg.dataset if cfg.dataset != "default" else "xas-default",
+            "dataset": data.dataset_name or cfg.dataset,
+            "license": data.license,
             "descriptor_feature": data.feature_key,
             "normalisation": {"kind": "post-edge level", "tail": TAIL},
             "aligned": dict(cfg.aligned),
