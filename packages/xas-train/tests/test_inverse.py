@@ -151,3 +151,30 @@ def test_cosine_schedule_warms_up_and_decays():
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False)) and f[-1] < 0.01
     assert _lr_factor(InverseConfig(lr_schedule="constant"), 40, 5) == 1.0
+
+
+def test_bootstrap_resamples_whole_materials():
+    import numpy as np
+
+    from xas_eval.inverse_data import InverseData
+    from xas_train.inverse import bootstrap_materials
+
+    ids = np.array([f"m{i // 3}:{i % 3}" for i in range(30)])  # 10 materials x 3 sites
+    data = InverseData(
+        split="train", fidelity="FEFF", spectra=np.arange(30.0)[:, None] * np.ones((1, 8)),
+        labels={"OS": np.arange(30.0)}, element=np.array(["Cu"] * 30), site_ids=ids,
+        site_rows=np.arange(30), energy={"Cu": np.arange(8.0)},
+        kinds={"OS": "classification"}, classes={"OS": list(range(30))},
+    )  # fmt: skip
+    a, b = bootstrap_materials(data, 0), bootstrap_materials(data, 0)
+    assert a.site_ids.tolist() == b.site_ids.tolist()  # deterministic for a seed
+    assert len(a) == 30 and set(a.site_ids) <= set(ids)
+    counts = {}
+    for s in a.site_ids:
+        counts[s] = counts.get(s, 0) + 1
+    by_material = {}
+    for s, c in counts.items():
+        by_material.setdefault(s.split(":")[0], set()).add(c)
+    assert all(len(c) == 1 for c in by_material.values())  # every site of a drawn material
+    assert len(by_material) < 10  # with replacement: some materials are left out
+    assert bootstrap_materials(data, 1).site_ids.tolist() != a.site_ids.tolist()

@@ -46,6 +46,9 @@ class InverseConfig(BaseModel):
         augment_noise: training spectra get Gaussian noise of a relative amplitude drawn
             uniformly in ``[0, augment_noise]`` per spectrum (0: none).
         augment_shift_ev: and a random energy shift uniform in ``+-augment_shift_ev`` eV.
+        bootstrap: each member trains on its own bootstrap resample of the training materials
+            (bagging; all sites of a drawn material, drawn materials repeated), for more
+            diverse members; default False (every member sees all training spectra).
         calibrate_std: rescale the ensemble spread so its 1-sigma interval covers 68 % of the
             validation split (needs ``n_members`` >= 2).
         baselines: scikit-learn baselines trained in the same run.
@@ -77,6 +80,7 @@ class InverseConfig(BaseModel):
     augment_noise: float = Field(default=0.0, ge=0.0)
     augment_shift_ev: float = Field(default=0.0, ge=0.0)
     calibrate_std: bool = True
+    bootstrap: bool = False
     seed: int = 0
     baselines: list[str] = Field(default_factory=lambda: ["rf", "et", "gb"])
     noise_levels: list[float] = Field(default_factory=lambda: list(NOISE_LEVELS))
@@ -146,6 +150,16 @@ def class_weights(train, model, scheme: str) -> dict[str, torch.Tensor]:
         w = w / ((w * counts).sum() / counts.sum())
         out[name] = w.float()
     return out
+
+
+def bootstrap_materials(data, seed: int):
+    """A bootstrap resample of ``data`` by material: as many materials as it holds, drawn with
+    replacement, each contributing all its sites (site ids ``material:site``)."""
+    materials = np.array([s.rsplit(":", 1)[0] for s in data.site_ids])
+    unique, inverse = np.unique(materials, return_inverse=True)
+    drawn = np.random.default_rng(seed).integers(0, unique.size, unique.size)
+    rows_of = [np.flatnonzero(inverse == i) for i in range(unique.size)]
+    return data.subset(np.concatenate([rows_of[i] for i in drawn]))
 
 
 def _augment(x: torch.Tensor, cfg: InverseConfig, rng: np.random.Generator, step: float):
@@ -300,7 +314,8 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     )
     members, member_info = [], []
     for m in range(cfg.n_members):
-        model, info = train_member(member_cfg, train, val, cfg, cfg.seed + m, say)
+        part = bootstrap_materials(train, cfg.seed + m) if cfg.bootstrap else train
+        model, info = train_member(member_cfg, part, val, cfg, cfg.seed + m, say)
         members.append(model)
         member_info.append(info)
     ensemble = InverseEnsemble.from_members(members).eval()
