@@ -9,10 +9,12 @@ from xas_eval.inverse_data import InverseData, InverseDataset, load_inverse_data
 from xas_eval.inverse_metrics import (
     add_noise,
     classification_scores,
+    coverage_scale,
     interval_coverage,
     regression_scores,
     render_table,
     robustness_curve,
+    robustness_table,
     score_predictions,
     shift_energy,
 )
@@ -52,6 +54,7 @@ __all__ = [
     "ensemble",
     "eta",
     "find_predictions",
+    "coverage_scale",
     "interval_coverage",
     "load_inverse_data",
     "majority_baseline",
@@ -63,6 +66,7 @@ __all__ = [
     "render_markdown",
     "render_table",
     "robustness_curve",
+    "robustness_table",
     "rse",
     "score_predictions",
     "shift_energy",
