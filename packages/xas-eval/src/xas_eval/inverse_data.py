@@ -115,6 +115,11 @@ class InverseData:
             classes={k: list(v) for k, v in self.classes.items()},
         )
 
+    @property
+    def materials(self) -> np.ndarray:
+        """Material id of each row (``site_ids`` before the last ``:``), str [N]."""
+        return np.array([s.rsplit(":", 1)[0] for s in self.site_ids])
+
     def label_counts(self) -> dict[str, int]:
         """Number of non-missing labels per descriptor."""
         return {k: int(np.isfinite(v).sum()) for k, v in self.labels.items()}

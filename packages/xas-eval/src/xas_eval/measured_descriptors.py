@@ -18,6 +18,75 @@ import numpy as np
 from xas_eval.oxidation import known_oxidation_state, post_edge_normalise
 
 
+def load_standards(
+    measured: str,
+    element: str,
+    energy: np.ndarray,
+    descriptors: list[str] | tuple[str, ...] = ("OS", "CN"),
+    tail: int = 20,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The measured ``EXP`` spectra of ``element`` in the store ``measured``, interpolated
+    onto ``energy`` ``[K]`` (eV) and divided by their post-edge level (mean of the last
+    ``tail`` points, as the simulated spectra), ``[Nm, K]``; and one dict per spectrum:
+    ``sample``, ``formula``, ``known_<name>`` for each of ``descriptors`` (OS from the formula
+    or the linked structure, the others from the linked structure's absorbing site; None
+    when unknown).
+
+    Raises:
+        ValueError: no EXP spectra of ``element``, spectra that do not cover ``energy``, or a
+            spectrum without a post-edge level.
+    """
+    from xas_data.store import XASDataset
+    from xas_features.descriptor_table import DESCRIPTOR_KINDS
+    from xas_features.descriptors import DescriptorFeaturizer
+
+    ds = XASDataset.open(measured)
+    if (element, "EXP") not in ds.groups():
+        raise ValueError(f"{measured} holds no EXP spectra of {element}; ingest them first")
+    sel = ds.select(element, "EXP")
+    grid = np.asarray(sel.energy, dtype=np.float64)
+    step = float(energy[1] - energy[0])
+    if grid[0] > energy[0] + 2 * step or grid[-1] < energy[-1] - 2 * step:
+        raise ValueError(
+            f"the measured {element} spectra span {grid[0]:.1f}..{grid[-1]:.1f} eV but the "
+            f"simulated grid is {energy[0]:.1f}..{energy[-1]:.1f} eV; re-ingest them over "
+            "that range"
+        )
+    raw = np.stack([np.interp(energy, grid, r) for r in sel.intensities()])
+    try:
+        spectra = post_edge_normalise(raw, tail)
+    except ValueError as exc:
+        raise ValueError(f"measured {element} spectra in {measured}: {exc}") from None
+    # known values from the structure for the descriptors the featurizer computes
+    others = [n for n in descriptors if n != "OS" and n in DESCRIPTOR_KINDS]
+    featurizer = DescriptorFeaturizer(names=others) if others else None
+    cols = sel.sites()  # read once: every call reads the store
+    sources = ds.root["materials/source"][:]
+    linked = ds.root["materials/structure"][:]
+    rows = []
+    for i, m in enumerate(int(v) for v in cols["material"]):
+        meta = json.loads(sources[m]) if str(sources[m]).startswith("{") else {}
+        structure = ds.structure(m) if str(linked[m]) else None
+        formula = str(meta.get("formula", ""))
+        row: dict[str, Any] = {
+            "sample": " ".join(str(meta.get("sample", "")).split()) or f"spectrum {i}",
+            "formula": formula,
+        }
+        if "OS" in descriptors:
+            row["known_OS"] = known_oxidation_state(formula, element, structure)
+        values = (
+            featurizer.featurize([structure], [int(cols["index"][i])])[0]
+            if featurizer is not None and structure is not None and len(structure)
+            else np.full(len(others), np.nan)
+        )
+        for name in descriptors:
+            row.setdefault(f"known_{name}", None)
+        for name, v in zip(others, values, strict=True):
+            row[f"known_{name}"] = float(v) if np.isfinite(v) else None
+        rows.append(row)
+    return spectra, rows
+
+
 def describe_standards(
     model: Any,
     measured: str,
@@ -35,7 +104,6 @@ def describe_standards(
     """
     from xas_data import open_default_dataset
     from xas_data.store import XASDataset
-    from xas_features.descriptors import DescriptorFeaturizer
     from xas_models.inverse import predict_descriptors
     from xas_models.predict import resolve_model
     from xas_models.sdm import sdm_map
@@ -43,44 +111,18 @@ def describe_standards(
     loaded = resolve_model(model, "latest", zoo)
     grid = loaded.meta.grid_for(element)
     energy = grid.start + grid.step * np.arange(grid.n_points)
-    exp_ds = XASDataset.open(measured)
-    if (element, "EXP") not in exp_ds.groups():
-        raise ValueError(f"{measured} holds no EXP spectra of {element}; ingest them first")
-    sel = exp_ds.select(element, "EXP")
-    exp_y = np.stack([np.interp(energy, sel.energy, r) for r in sel.intensities()])
-    sources = exp_ds.root["materials/source"][:]
-    cols = sel.sites()  # read once: every call reads the store
-    materials = [int(m) for m in cols["material"]]
+    exp_y, rows = load_standards(measured, element, energy, ("OS", "CN"))
     sim_ds = open_default_dataset() if simulated == "default" else XASDataset.open(simulated)
     ssel = sim_ds.select(element, fidelity)
     sim_y = np.stack([np.interp(energy, ssel.energy, r) for r in ssel.intensities()])
-    mapped = sdm_map(
-        post_edge_normalise(sim_y), post_edge_normalise(exp_y), n_clusters=n_clusters, seed=seed
-    ).mapped
+    mapped = sdm_map(post_edge_normalise(sim_y), exp_y, n_clusters=n_clusters, seed=seed).mapped
     raw = predict_descriptors(exp_y, energy, element, model=(loaded.module, loaded.meta))
     sdm = predict_descriptors(mapped, energy, element, model=(loaded.module, loaded.meta))
-    featurizer = DescriptorFeaturizer(names=["CN"])
-    rows = []
-    for i, m in enumerate(materials):
-        meta = json.loads(sources[m]) if sources[m] else {}
-        linked = bool(str(exp_ds.root["materials/structure"][m]))
-        structure = exp_ds.structure(m) if linked else None
-        known_cn = None
-        if structure is not None and len(structure):
-            site = int(cols["index"][i])
-            value = float(featurizer.featurize([structure], [site])[0, 0])
-            known_cn = value if np.isfinite(value) else None
-        row = {
-            "sample": " ".join(str(meta.get("sample", "")).split()),
-            "formula": str(meta.get("formula", "")),
-            "known_OS": known_oxidation_state(str(meta.get("formula", "")), element, structure),
-            "known_CN": known_cn,
-        }
+    for i, row in enumerate(rows):
         for key, pred in (("raw", raw), ("sdm", sdm)):
             for name in ("OS", "CN"):
                 if name in pred:
                     row[f"{name}_{key}"] = pred[name][i].value
-        rows.append(row)
     summary: dict[str, Any] = {"n": len(rows)}
     classes = {
         t.name: {float(c) for c in t.classes} for t in loaded.module.tasks if t.classes

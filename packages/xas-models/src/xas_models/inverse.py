@@ -52,6 +52,20 @@ _HINTS = {
 }
 
 
+def merged_std_scale(
+    current: dict[str, float], scale: dict[str, float], allowed: list[str], what: str
+) -> dict[str, float]:
+    """``current`` spread factors updated with ``scale`` (output name -> factor); ModelError
+    for a name not in ``allowed`` (described as ``what``, e.g. "a regression task") or a
+    factor that is not finite and > 0."""
+    for name, value in scale.items():
+        if name not in allowed:
+            raise ModelError(f"{name!r} is not {what} (choose from {sorted(allowed)})")
+        if not (np.isfinite(value) and value > 0):
+            raise ModelError(f"std scale of {name!r} must be finite and > 0, got {value}")
+    return {**current, **{k: float(v) for k, v in scale.items()}}
+
+
 @register_model("inverse_ensemble")
 class InverseEnsemble(nn.Module):
     """Deep ensemble of inverse models: spectra ``[B, K]`` -> per-descriptor predictions."""
@@ -87,13 +101,8 @@ class InverseEnsemble(nn.Module):
     def set_std_scale(self, scale: dict[str, float]) -> None:
         """Multiply the spread of regression tasks by ``scale[name]`` (finite, > 0) from now on
         (stored in the config, so checkpoints keep it)."""
-        names = {t.name for t in self.tasks if t.kind == "regression"}
-        for name, value in scale.items():
-            if name not in names:
-                raise ModelError(f"{name!r} is not a regression task (tasks: {sorted(names)})")
-            if not (np.isfinite(value) and value > 0):
-                raise ModelError(f"std scale of {name!r} must be finite and > 0, got {value}")
-        merged = {**self.config.std_scale, **{k: float(v) for k, v in scale.items()}}
+        names = [t.name for t in self.tasks if t.kind == "regression"]
+        merged = merged_std_scale(self.config.std_scale, scale, names, "a regression task")
         self.config = self.config.model_copy(update={"std_scale": merged})
 
     @property

@@ -628,12 +628,9 @@ class RankAAEDescriber(nn.Module):
     def set_std_scale(self, scale: Mapping[str, float]) -> None:
         """Multiply the spread of descriptor ``name`` by ``scale[name]`` (finite, > 0) from now
         on (kept in the config, so checkpoints keep it)."""
-        for name, value in scale.items():
-            if name not in self.config.descriptors:
-                raise ModelError(f"{name!r} is not an output (outputs: {self.descriptors})")
-            if not (math.isfinite(float(value)) and float(value) > 0):
-                raise ModelError(f"std scale of {name!r} must be finite and > 0, got {value}")
-        merged = {**self.config.std_scale, **{k: float(v) for k, v in scale.items()}}
+        from xas_models.inverse import merged_std_scale
+
+        merged = merged_std_scale(self.config.std_scale, dict(scale), self.descriptors, "an output")
         self.config = self.config.model_copy(update={"std_scale": merged})
 
     def forward(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:

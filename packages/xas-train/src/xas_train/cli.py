@@ -6,8 +6,9 @@ Heavy libraries (torch, DeepSpeed, MLflow, Optuna) are imported inside the comma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+T = TypeVar("T")
 ConfigArg = Annotated[Path, typer.Argument(help="run config (YAML); see configs/")]
 SetOpt = Annotated[
     list[str] | None,
@@ -27,6 +29,18 @@ SetOpt = Annotated[
 def _fail(exc: Exception) -> None:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
+
+
+def _guarded(fn: Callable[[], T]) -> T:
+    """``fn()``; a TrainError (bad config, data or checkpoint; its message names the fix)
+    becomes ``error: ...`` on stderr and exit status 2."""
+    from xas_train.errors import TrainError
+
+    try:
+        return fn()
+    except TrainError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
 
 
 @app.callback()
@@ -74,16 +88,11 @@ def evaluate(config: ConfigArg, set_: SetOpt = None) -> None:
     model as a finished run would, and prints eta per element; the run stays resumable.
     """
     from xas_train.config import load_config
-    from xas_train.errors import TrainError
 
-    try:
-        cfg = load_config(config, set_)
-        from xas_train.trainer import evaluate_checkpoint
+    cfg = _guarded(lambda: load_config(config, set_))
+    from xas_train.trainer import evaluate_checkpoint
 
-        evaluate_checkpoint(cfg)
-    except TrainError as exc:
-        _fail(exc)
-        return
+    _guarded(lambda: evaluate_checkpoint(cfg))
     typer.echo(f"model: {cfg.run_dir / 'model'}")
 
 
@@ -102,16 +111,10 @@ def calibrate(config: ConfigArg, set_: SetOpt = None) -> None:
     shift + broadening; prints RSE and edge-energy error (mean +- std over the splits) and
     saves the calibrated checkpoint (see configs/calibrate/).
     """
-    from xas_train.errors import TrainError
+    from xas_train.calibration import load_calibration_config, run_calibration
 
-    try:
-        from xas_train.calibration import load_calibration_config, run_calibration
-
-        cfg = load_calibration_config(config, set_)
-        report = run_calibration(cfg)
-    except TrainError as exc:
-        _fail(exc)
-        return
+    cfg = _guarded(lambda: load_calibration_config(config, set_))
+    report = _guarded(lambda: run_calibration(cfg))
     typer.echo(f"report: {cfg.run_dir / 'report.md'}")
     if report.get("model_dir"):
         typer.echo(f"calibrated model: {report['model_dir']}")
@@ -125,16 +128,10 @@ def inverse(config: ConfigArg, set_: SetOpt = None) -> None:
     the same run and prints F1 / R^2 per descriptor on the test split; writes robustness
     curves, confusion matrices, parity plots and the checkpoint (see configs/inverse/).
     """
-    from xas_train.errors import TrainError
+    from xas_train.inverse import load_inverse_config, run_inverse
 
-    try:
-        from xas_train.inverse import load_inverse_config, run_inverse
-
-        cfg = load_inverse_config(config, set_)
-        report = run_inverse(cfg)
-    except TrainError as exc:
-        _fail(exc)
-        return
+    cfg = _guarded(lambda: load_inverse_config(config, set_))
+    report = _guarded(lambda: run_inverse(cfg))
     typer.echo(f"report: {cfg.run_dir / 'report.md'}\nmodel: {report['model_dir']}")
 
 
@@ -147,16 +144,10 @@ def rankaae(config: ConfigArg, set_: SetOpt = None) -> None:
     against a random forest, and (with measured:) the measured standards raw vs SDM; writes
     plots, report.md and the checkpoint (see configs/rankaae/).
     """
-    from xas_train.errors import TrainError
+    from xas_train.rankaae_training import load_rankaae_config, run_rankaae
 
-    try:
-        from xas_train.rankaae_training import load_rankaae_config, run_rankaae
-
-        cfg = load_rankaae_config(config, set_)
-        report = run_rankaae(cfg)
-    except TrainError as exc:
-        _fail(exc)
-        return
+    cfg = _guarded(lambda: load_rankaae_config(config, set_))
+    report = _guarded(lambda: run_rankaae(cfg))
     typer.echo(f"report: {cfg.run_dir / 'report.md'}\nmodel: {report['model_dir']}")
 
 

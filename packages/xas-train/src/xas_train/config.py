@@ -257,6 +257,34 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     return parse_config(apply_overrides(data, overrides or []), source=repr(str(path)))
 
 
+def read_yaml_config(path: str | Path, overrides: list[str] | None, kind: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` with dotted ``key=value`` overrides applied;
+    ConfigError (naming ``kind``, e.g. "inverse-run") for a missing file or invalid YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass a {kind} YAML")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+    return apply_overrides(data, overrides or [])
+
+
+def validate_config(model: type[BaseModel], data: dict[str, Any], kind: str, source: str):
+    """``model.model_validate(data)``; ConfigError naming every bad key, the ``kind`` of
+    config and its ``source`` (a path), and the class that lists the keys."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        msgs = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid {kind} config {source!r}: {msgs}. See "
+            f"{model.__module__}.{model.__qualname__} for the keys"
+        ) from None
+
+
 def dump_config(config: RunConfig) -> str:
     """The resolved config as YAML text."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -129,7 +129,13 @@ def _feature_key(ds, name: str) -> str:
 
 def _material_holdout(site_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask holding out ``fraction`` of the materials (whole materials, seeded)."""
-    materials = np.array([s.rsplit("_", 1)[0] for s in site_ids])
+    return material_holdout(np.array([s.rsplit("_", 1)[0] for s in site_ids]), fraction, seed)
+
+
+def material_holdout(materials: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask ``[N]`` over rows with material ids ``materials`` ``[N]`` that holds out
+    ``fraction`` of the distinct materials (at least one; whole materials, seeded)."""
+    materials = np.asarray(materials)
     unique = np.unique(materials)
     rng = np.random.default_rng(seed)
     n_out = max(1, round(fraction * unique.size))

@@ -21,10 +21,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from xas_train.errors import ConfigError, TrainError
+from xas_train.errors import TrainError
 
 NOISE_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1)
 
@@ -97,19 +96,10 @@ class InverseConfig(BaseModel):
 
 def load_inverse_config(path: str | Path, overrides: list[str] | None = None) -> InverseConfig:
     """Read and validate an inverse-run YAML (dotted ``key=value`` overrides allowed)."""
-    from xas_train.config import apply_overrides
+    from xas_train.config import read_yaml_config, validate_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass an inverse-run YAML")
-    data = apply_overrides(yaml.safe_load(path.read_text()) or {}, overrides or [])
-    try:
-        return InverseConfig.model_validate(data)
-    except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(
-            f"invalid inverse config {str(path)!r}: {msgs}. See xas_train.inverse.InverseConfig"
-        ) from None
+    data = read_yaml_config(path, overrides, "inverse-run")
+    return validate_config(InverseConfig, data, "inverse", str(path))
 
 
 def _tasks(data) -> list[dict[str, Any]]:
@@ -152,11 +142,19 @@ def class_weights(train, model, scheme: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def holdout_split(train, fraction: float, seed: int):
+    """``(train, val)``: ``fraction`` of the training materials (whole materials, seeded, as
+    :func:`xas_train.data.material_holdout`) moved to a validation split."""
+    from xas_train.data import material_holdout
+
+    mask = material_holdout(train.materials, fraction, seed)
+    return train.subset(~mask), train.subset(mask)
+
+
 def bootstrap_materials(data, seed: int):
     """A bootstrap resample of ``data`` by material: as many materials as it holds, drawn with
     replacement, each contributing all its sites (site ids ``material:site``)."""
-    materials = np.array([s.rsplit(":", 1)[0] for s in data.site_ids])
-    unique, inverse = np.unique(materials, return_inverse=True)
+    unique, inverse = np.unique(data.materials, return_inverse=True)
     drawn = np.random.default_rng(seed).integers(0, unique.size, unique.size)
     rows_of = [np.flatnonzero(inverse == i) for i in range(unique.size)]
     return data.subset(np.concatenate([rows_of[i] for i in drawn]))
@@ -289,15 +287,7 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     if cfg.val_split:
         val = data[cfg.val_split]
     else:  # hold out whole training materials for early stopping
-        materials = np.array([s.rsplit(":", 1)[0] for s in train.site_ids])
-        unique = np.unique(materials)
-        held = set(
-            np.random.default_rng(cfg.seed)
-            .choice(unique, max(1, round(cfg.holdout_fraction * unique.size)), replace=False)
-            .tolist()
-        )
-        mask = np.array([m in held for m in materials])
-        train, val = train.subset(~mask), train.subset(mask)
+        train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed)
     tasks = _tasks(data)
     if not tasks:
         raise TrainError("no descriptor has 2+ classes or finite regression labels to learn")
@@ -319,7 +309,8 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
         members.append(model)
         member_info.append(info)
     ensemble = InverseEnsemble.from_members(members).eval()
-    std_scale = _calibrate_std(ensemble, val, kinds) if cfg.calibrate_std else {}
+    regression = [n for n, k in kinds.items() if k == "regression"]
+    std_scale = calibrate_spread(ensemble, val, regression) if cfg.calibrate_std else {}
     if std_scale:
         say(f"[{cfg.name}] ensemble spread x {std_scale} (68 % coverage on the val split)")
     t_train = time.perf_counter() - t0
@@ -451,21 +442,24 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     return report
 
 
-def _calibrate_std(ensemble, val, kinds: dict[str, str]) -> dict[str, float]:
-    """Per regression task, the spread factor giving 68 % 1-sigma coverage on ``val`` (sets it
-    on ``ensemble``; {} for a single member or no usable task)."""
+def calibrate_spread(model, val, names: list[str]) -> dict[str, float]:
+    """Per output in ``names``, the factor on ``model``'s spread (``model(x)[name]["std"]``,
+    an :class:`~xas_models.InverseEnsemble` or ``RankAAEDescriber``) that gives 68 % 1-sigma
+    coverage on the ``val`` split; sets it on the model with ``set_std_scale``. Outputs with
+    no usable spread (a single member: zero) are left out; {} when ``val`` is empty."""
     from xas_eval.inverse_metrics import coverage_scale
 
-    if len(ensemble.members) < 2 or len(val) == 0:
+    if len(val) == 0 or not names:
         return {}
-    out = _ensemble_predict(ensemble, val.spectra)
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.asarray(val.spectra, dtype=np.float32)))
     scale = {}
-    for name, kind in kinds.items():
-        if kind == "regression":
-            s = coverage_scale(val.labels[name], out[name]["value"], out[name]["std"])
-            if np.isfinite(s) and s > 0:
-                scale[name] = round(float(s), 4)
-    ensemble.set_std_scale(scale)
+    for name in names:
+        pred = out[name]
+        s = coverage_scale(val.labels[name], pred["value"].numpy(), pred["std"].numpy())
+        if np.isfinite(s) and s > 0:
+            scale[name] = round(float(s), 4)
+    model.set_std_scale(scale)
     return scale
 
 

@@ -31,16 +31,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from xas_train.errors import ConfigError, TrainError
+from xas_train.errors import TrainError
 
 MODEL_LABEL = "RankAAE + latent ensemble"
 RF_LABEL = "RF"
@@ -156,27 +155,16 @@ class RankAAERunConfig(BaseModel):
 
 def load_rankaae_config(path: str | Path, overrides: list[str] | None = None) -> RankAAERunConfig:
     """Read and validate a rankaae-run YAML (dotted ``key=value`` overrides allowed)."""
-    from xas_train.config import apply_overrides
+    from xas_train.config import read_yaml_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass a rankaae-run YAML")
-    data = apply_overrides(yaml.safe_load(path.read_text()) or {}, overrides or [])
-    return parse_rankaae_config(data, str(path))
+    return parse_rankaae_config(read_yaml_config(path, overrides, "rankaae-run"), str(path))
 
 
 def parse_rankaae_config(data: dict[str, Any], source: str = "<dict>") -> RankAAERunConfig:
     """Validate a rankaae-run config dict; ConfigError naming every bad key."""
-    try:
-        return RankAAERunConfig.model_validate(data)
-    except ValidationError as exc:
-        msgs = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(
-            f"invalid rankaae config {source!r}: {msgs}. "
-            "See xas_train.rankaae_training.RankAAERunConfig"
-        ) from None
+    from xas_train.config import validate_config
+
+    return validate_config(RankAAERunConfig, data, "rankaae", source)
 
 
 # ----------------------------------------------------------------------------- data
@@ -198,15 +186,9 @@ def _load_splits(cfg: RankAAERunConfig):
     if cfg.val_split:
         val = data[cfg.val_split]
     else:  # hold out whole training materials for early stopping
-        materials = np.array([s.rsplit(":", 1)[0] for s in train.site_ids])
-        unique = np.unique(materials)
-        held = set(
-            np.random.default_rng(cfg.seed)
-            .choice(unique, max(1, round(cfg.holdout_fraction * unique.size)), replace=False)
-            .tolist()
-        )
-        mask = np.array([m in held for m in materials])
-        train, val = train.subset(~mask), train.subset(mask)
+        from xas_train.inverse import holdout_split
+
+        train, val = holdout_split(train, cfg.holdout_fraction, cfg.seed)
     _check_labels(cfg, train)
     return data, train, val, test
 
@@ -437,23 +419,6 @@ def _describer_predict(describer, spectra: np.ndarray) -> tuple[dict, dict]:
     )
 
 
-def _calibrate_spread(describer, val, names: Sequence[str]) -> dict[str, float]:
-    """Per descriptor, the factor on the regressor ensemble's spread that gives 68 % 1-sigma
-    coverage on the ``val`` split (set on ``describer``; {} when val is empty)."""
-    from xas_eval.inverse_metrics import coverage_scale
-
-    if len(val) == 0:
-        return {}
-    pred, std = _describer_predict(describer, val.spectra)
-    scale = {}
-    for name in names:
-        s = coverage_scale(val.labels[name], pred[name], std[name])
-        if math.isfinite(s) and s > 0:
-            scale[name] = round(float(s), 4)
-    describer.set_std_scale(scale)
-    return scale
-
-
 def _baseline_rows(cfg, train, test, kinds, classes) -> list[dict[str, Any]]:
     """Random forests on the same spectra: a classifier per classification descriptor
     (accuracy, F1, MAE of the class) and a regressor per descriptor (MAE, coverage of the
@@ -488,64 +453,6 @@ def _reconstruction_mse(model, spectra: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- measured
 
 
-def _load_measured(
-    measured: str, element: str, energy: np.ndarray, descriptors: list[str]
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Measured EXP spectra of ``element`` interpolated onto ``energy`` ``[K]`` (eV) and
-    divided by their post-edge level (as the simulated spectra), ``[Nm, K]``, and one dict
-    per spectrum: ``sample``, ``formula``, ``known_<name>`` (OS from the formula, the others
-    from the linked structure's absorbing site; None when unknown)."""
-    from xas_data.store import XASDataset
-    from xas_eval.oxidation import known_oxidation_state, post_edge_normalise
-    from xas_features.descriptors import DescriptorFeaturizer
-
-    ds = XASDataset.open(measured)
-    sel = ds.select(element, "EXP")
-    grid = np.asarray(sel.energy, dtype=np.float64)
-    step = float(energy[1] - energy[0])
-    if grid[0] > energy[0] + 2 * step or grid[-1] < energy[-1] - 2 * step:
-        raise TrainError(
-            f"the measured {element} spectra span {grid[0]:.1f}..{grid[-1]:.1f} eV but the "
-            f"simulated grid is {energy[0]:.1f}..{energy[-1]:.1f} eV; re-ingest them over "
-            "that range"
-        )
-    raw = np.stack([np.interp(energy, grid, r) for r in sel.intensities()])
-    try:
-        spectra = post_edge_normalise(raw, TAIL)
-    except ValueError as exc:
-        raise TrainError(f"measured {element} spectra in {measured}: {exc}") from None
-    from xas_features.descriptor_table import DESCRIPTOR_KINDS
-
-    # known values from the structure for the descriptors the featurizer computes
-    others = [n for n in descriptors if n != "OS" and n in DESCRIPTOR_KINDS]
-    featurizer = DescriptorFeaturizer(names=others) if others else None
-    cols = sel.sites()
-    sources = ds.root["materials/source"][:]
-    linked = ds.root["materials/structure"][:]
-    rows = []
-    for i, m in enumerate(int(v) for v in cols["material"]):
-        meta = json.loads(sources[m]) if str(sources[m]).startswith("{") else {}
-        structure = ds.structure(m) if str(linked[m]) else None
-        formula = str(meta.get("formula", ""))
-        row: dict[str, Any] = {
-            "sample": " ".join(str(meta.get("sample", "")).split()) or f"spectrum {i}",
-            "formula": formula,
-        }
-        if "OS" in descriptors:
-            row["known_OS"] = known_oxidation_state(formula, element, structure)
-        values = (
-            featurizer.featurize([structure], [int(cols["index"][i])])[0]
-            if featurizer is not None and structure is not None and len(structure)
-            else np.full(len(others), np.nan)
-        )
-        for name in descriptors:
-            row.setdefault(f"known_{name}", None)
-        for name, v in zip(others, values, strict=True):
-            row[f"known_{name}"] = float(v) if np.isfinite(v) else None
-        rows.append(row)
-    return spectra, rows
-
-
 def measured_standards(
     describer, sim_spectra: np.ndarray, energy: np.ndarray, cfg: RankAAERunConfig, classes
 ) -> dict[str, Any]:
@@ -557,10 +464,14 @@ def measured_standards(
     known value is a training class, MAE over those with a known value, mean prediction),
     ``latent`` (``raw`` / ``sdm`` ``[Nm, n_latent]``) and ``sdm`` diagnostics.
     """
+    from xas_eval.measured_descriptors import load_standards
     from xas_models.rankaae import nearest_class
     from xas_models.sdm import sdm_map
 
-    spectra, rows = _load_measured(cfg.measured, cfg.element, energy, cfg.descriptors)
+    try:
+        spectra, rows = load_standards(cfg.measured, cfg.element, energy, cfg.descriptors, TAIL)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
     s = cfg.sdm
     result = sdm_map(
         sim_spectra.astype(np.float64), spectra, n_clusters=s.n_clusters,
@@ -861,7 +772,9 @@ def run_rankaae(cfg: RankAAERunConfig, progress: Callable[[str], None] | None = 
     regressor, reg_info = fit_regressor(model, train, cfg)
     describer = RankAAEDescriber.from_parts(model, regressor, cfg.descriptors, classes)
     raw_pred, raw_std = _describer_predict(describer, test.spectra)
-    std_scale = _calibrate_spread(describer, val, cfg.descriptors)
+    from xas_train.inverse import calibrate_spread
+
+    std_scale = calibrate_spread(describer, val, list(cfg.descriptors))
     t_train = time.perf_counter() - t0
 
     with torch.no_grad():

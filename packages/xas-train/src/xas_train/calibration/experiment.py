@@ -28,13 +28,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from xas_train.calibration.data import MeasuredSet, load_measured_set
 from xas_train.calibration.head import finetune_head, predict_measured
 from xas_train.calibration.shift_broaden import fit_shift_broadening
-from xas_train.errors import ConfigError, TrainError
+from xas_train.errors import TrainError
 
 METHODS = ("simulation", "shift+broadening", "calibrated")
 
@@ -81,20 +80,10 @@ class CalibrationConfig(BaseModel):
 
 def load_calibration_config(path: str | Path, overrides: list[str] | None = None):
     """Read and validate a calibration YAML (dotted ``key=value`` overrides allowed)."""
-    from xas_train.config import apply_overrides
+    from xas_train.config import read_yaml_config, validate_config
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass a calibration YAML")
-    data = apply_overrides(yaml.safe_load(path.read_text()) or {}, overrides or [])
-    try:
-        return CalibrationConfig.model_validate(data)
-    except ValidationError as exc:
-        msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(
-            f"invalid calibration config {str(path)!r}: {msgs}. See "
-            "xas_train.calibration.CalibrationConfig for the keys"
-        ) from None
+    data = read_yaml_config(path, overrides, "calibration")
+    return validate_config(CalibrationConfig, data, "calibration", str(path))
 
 
 def make_splits(
