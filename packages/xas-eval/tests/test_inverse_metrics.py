@@ -173,3 +173,16 @@ def test_robustness_rows_per_element_and_table():
     table = robustness_table([{**r, "model": "thr"} for r in rows], element="Ni")
     assert "| thr | OS | f1_macro | 1.000 |" in table and "noise 0.5" in table
     assert robustness_table(rows, shift_ev=3.0) == ""
+
+
+def test_add_noise_takes_one_amplitude_per_spectrum():
+    from xas_eval.inverse_metrics import add_noise
+
+    x = np.ones((3, 400))
+    noisy = add_noise(x, np.array([[0.0], [0.1], [0.5]]), rng=0)
+    np.testing.assert_array_equal(noisy[0], x[0])
+    sd = (noisy - x).std(axis=1)
+    assert sd[1] == pytest.approx(0.1, rel=0.15) and sd[2] == pytest.approx(0.5, rel=0.15)
+    np.testing.assert_array_equal(add_noise(x, np.zeros((3, 1))), x)
+    with pytest.raises(ValueError, match=">= 0"):
+        add_noise(x, np.array([[0.1], [-0.1], [0.0]]))

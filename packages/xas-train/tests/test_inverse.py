@@ -178,3 +178,23 @@ def test_bootstrap_resamples_whole_materials():
     assert all(len(c) == 1 for c in by_material.values())  # every site of a drawn material
     assert len(by_material) < 10  # with replacement: some materials are left out
     assert bootstrap_materials(data, 1).site_ids.tolist() != a.site_ids.tolist()
+
+
+def test_augmentation_shifts_and_adds_noise():
+    import numpy as np
+    import torch
+
+    from xas_train.inverse import InverseConfig, _augment
+
+    e = np.arange(64) * 0.25
+    x = torch.from_numpy((1 / (1 + np.exp(-(e - 8.0) / 0.5)))[None].repeat(4, 0).astype("f4"))
+    plain = InverseConfig()
+    assert _augment(x, plain, np.random.default_rng(0), 0.25) is x  # off by default
+    shift_only = InverseConfig(augment_shift_ev=1.0)
+    moved = _augment(x, shift_only, np.random.default_rng(0), 0.25)
+    assert moved.dtype == torch.float32 and moved.shape == x.shape
+    edge = (moved > 0.5).float().argmax(dim=1) * 0.25  # edge position moves by <= 1 eV
+    assert bool(((edge - 8.0).abs() <= 1.0 + 0.25).all()) and not torch.equal(moved, x)
+    noisy = _augment(x, InverseConfig(augment_noise=0.05), np.random.default_rng(1), 0.25)
+    again = _augment(x, InverseConfig(augment_noise=0.05), np.random.default_rng(1), 0.25)
+    assert torch.equal(noisy, again) and 0 < float((noisy - x).std()) < 0.05

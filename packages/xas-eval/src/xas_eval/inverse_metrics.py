@@ -125,22 +125,23 @@ def score_predictions(
 
 def add_noise(
     spectra: np.ndarray,
-    sigma: float,
+    sigma: float | np.ndarray,
     rng: np.random.Generator | int | None = None,
     tail: int = NOISE_TAIL,
 ) -> np.ndarray:
     """Spectra [N, K] plus Gaussian noise of standard deviation ``sigma`` times each
     spectrum's post-edge level (mean of its last ``tail`` points); same dtype as the input.
-    ``sigma = 0`` returns a copy."""
+    ``sigma`` is one amplitude or one per spectrum (``[N, 1]``); all zero returns a copy."""
     x = np.asarray(spectra)
-    if sigma < 0:
+    s = np.asarray(sigma, dtype=np.float64)
+    if (s < 0).any():
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     out = np.array(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64, copy=True)
-    if sigma == 0:
+    if not s.any():
         return out
     flat = np.atleast_2d(out)
     level = np.abs(flat[:, -tail:].astype(np.float64).mean(axis=1, keepdims=True))
-    noisy = flat + sigma * level * _as_rng(rng).standard_normal(flat.shape)
+    noisy = flat + s * level * _as_rng(rng).standard_normal(flat.shape)
     return noisy.astype(out.dtype).reshape(out.shape)
 
 

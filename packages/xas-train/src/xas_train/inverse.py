@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from xas_eval.inverse_metrics import add_noise, shift_energy
 from xas_train.errors import TrainError
 
 NOISE_LEVELS = (0.0, 0.01, 0.02, 0.05, 0.1)
@@ -164,15 +165,11 @@ def _augment(x: torch.Tensor, cfg: InverseConfig, rng: np.random.Generator, step
     """Training spectra ``[B, K]`` with random shifts and noise (``augment_*`` of ``cfg``)."""
     if not (cfg.augment_noise or cfg.augment_shift_ev):
         return x
-    from xas_eval.inverse_metrics import NOISE_TAIL, shift_energy
-
     y = x.numpy()
     if cfg.augment_shift_ev:
         y = shift_energy(y, step, cfg.augment_shift_ev, rng)
     if cfg.augment_noise:
-        level = np.abs(y[:, -NOISE_TAIL:].mean(axis=1, keepdims=True))
-        sigma = rng.uniform(0.0, cfg.augment_noise, (len(y), 1))
-        y = y + (sigma * level * rng.standard_normal(y.shape)).astype(y.dtype)
+        y = add_noise(y, rng.uniform(0.0, cfg.augment_noise, (len(y), 1)), rng)
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
