@@ -245,7 +245,9 @@ def robustness_table(
     head = "| model | descriptor | metric | " + " | ".join(f"noise {v:g}" for v in levels) + " |"
     lines = [head, "|---|---|---|" + "---:|" * len(levels)]
     for model, name, metric in keys:
-        vals = [_cell(cell.get((model, name, v), {}).get("score", math.nan), 3) for v in levels]
+        vals = [
+            format_cell(cell.get((model, name, v), {}).get("score", math.nan), 3) for v in levels
+        ]
         lines.append(f"| {model} | {name} | {metric} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
@@ -289,7 +291,11 @@ def coverage_scale(y_true, mean, std, target: float = 0.6827) -> float:
 # ----------------------------------------------------------------------------- tables
 
 
-def _cell(value: Any, digits: int) -> str:
+def format_cell(value: Any, digits: int = 3) -> str:
+    """A markdown table cell: ``n/a`` for None / NaN / inf, floats to ``digits`` places,
+    integers as they are, other values as text with ``|`` escaped."""
+    if value is None:
+        return "n/a"
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int | np.integer):
@@ -324,6 +330,6 @@ def render_table(
         "|" + "|".join("---:" if numeric[c] else "---" for c in columns) + "|",
     ]
     for row in rows:
-        cells = [_cell(row[c], digits) if c in row else "" for c in columns]
+        cells = [format_cell(row[c], digits) if c in row else "" for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -264,6 +264,7 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     from xas_eval.inverse_data import load_inverse_data
     from xas_eval.inverse_metrics import (
         interval_coverage,
+        primary_metric,
         robustness_curve,
         score_predictions,
     )
@@ -412,31 +413,27 @@ def run_inverse(cfg: InverseConfig, progress: Callable[[str], None] | None = pri
     atomic_write_text(run_dir / "report.md", render_inverse_report(report))
     table = summary_table(summary, kinds)
     if cfg.mlflow:
-        from xas_train.tracking import Tracker
+        from xas_train.tracking import log_report_run
 
-        uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.output_dir).resolve() / 'mlflow.db'}"
-        tracker = Tracker(uri, cfg.experiment)
-        tracker.start(cfg.name, {"recipe": "inverse", "task": "inverse"})
-        tracker.log_params(cfg.model_dump(mode="json"))
-        tracker.log_metrics(
-            {
-                f"{r['model']}_{r['descriptor']}_{'f1_macro' if kinds[r['descriptor']] == 'classification' else 'r2'}".replace(
-                    " ", "_"
-                )
-                .replace("/", "_")
-                .replace("(", "")
-                .replace(")", ""): float(r["score"])
-                for r in summary
-                if np.isfinite(r["score"])
-            },
-            step=0,
-            flush=True,
+        metrics = {
+            _metric_key(r["model"], r["descriptor"], primary_metric(kinds[r["descriptor"]])): float(
+                r["score"]
+            )
+            for r in summary
+            if np.isfinite(r["score"])
+        }
+        report["mlflow_run_id"] = log_report_run(
+            cfg, run_dir, {"recipe": "inverse", "task": "inverse"}, metrics, "inverse"
         )
-        tracker.log_artifacts(run_dir, "inverse")
-        tracker.end("FINISHED")
-        report["mlflow_run_id"] = tracker.run_id
     say(table)
     return report
+
+
+def _metric_key(*parts: str) -> str:
+    """An MLflow metric name from ``parts`` ("SPT (member 1)", "OS", "f1_macro" ->
+    "SPT_member_1_OS_f1_macro")."""
+    text = "_".join(parts)
+    return text.replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "")
 
 
 def calibrate_spread(model, val, names: list[str]) -> dict[str, float]:

@@ -535,17 +535,9 @@ def _measured_summary(rows, descriptors, classes) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- outputs
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return "n/a" if not math.isfinite(v) else f"{v:.{digits}f}"
-    return str(v)
-
-
 def render_report(report: dict[str, Any]) -> str:
     """Markdown: data, alignment, test scores vs baselines, measured standards."""
-    from xas_eval.inverse_metrics import render_table
+    from xas_eval.inverse_metrics import format_cell, render_table
 
     n = report["n"]
     lines = [
@@ -562,8 +554,8 @@ def render_report(report: dict[str, Any]) -> str:
     ]
     for name, dim in report["aligned"].items():
         lines.append(
-            f"| {name} | {dim} | {_fmt(report['spearman'][name])} | "
-            f"{_fmt(report['spearman_untrained'][name])} |"
+            f"| {name} | {dim} | {format_cell(report['spearman'][name])} | "
+            f"{format_cell(report['spearman_untrained'][name])} |"
         )
     rec = report["reconstruction_mse"]
     lines += [
@@ -585,7 +577,7 @@ def render_report(report: dict[str, Any]) -> str:
             "",
             "Ensemble spread rescaled on the val split (68 % 1-sigma coverage there): "
             + ", ".join(
-                f"{k} x{v:.2f} (test coverage before: {_fmt(raw.get(k, math.nan))})"
+                f"{k} x{v:.2f} (test coverage before: {format_cell(raw.get(k, math.nan))})"
                 for k, v in report["std_scale"].items()
             )
             + ".",
@@ -596,6 +588,8 @@ def render_report(report: dict[str, Any]) -> str:
 
 
 def _measured_markdown(measured: dict[str, Any], descriptors: list[str]) -> str:
+    from xas_eval.inverse_metrics import format_cell
+
     head = ["sample"]
     for name in descriptors:
         head += [f"known {name}", f"{name} raw", f"{name} SDM"]
@@ -608,7 +602,7 @@ def _measured_markdown(measured: dict[str, Any], descriptors: list[str]) -> str:
     for r in measured["rows"]:
         cells = [r["sample"]]
         for name in descriptors:
-            cells.append(_fmt(r.get(f"known_{name}"), 0))
+            cells.append(format_cell(r.get(f"known_{name}"), 0))
             for key in ("raw", "sdm"):
                 cells.append(f"{r[f'{name}_{key}']:.2f} +- {r[f'{name}_{key}_std']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -620,10 +614,10 @@ def _measured_markdown(measured: dict[str, Any], descriptors: list[str]) -> str:
     ]
     for name, s in measured["summary"].items():
         lines.append(
-            f"| {name} | {s['n_known']} | {s['n_scorable']} | {_fmt(s.get('accuracy_raw'), 2)} | "
-            f"{_fmt(s.get('accuracy_sdm'), 2)} | {_fmt(s.get('mae_raw'), 2)} | "
-            f"{_fmt(s.get('mae_sdm'), 2)} | {_fmt(s['mean_raw'], 2)} | "
-            f"{_fmt(s['mean_sdm'], 2)} | {_fmt(s.get('mean_known'), 2)} |"
+            f"| {name} | {s['n_known']} | {s['n_scorable']} | {format_cell(s.get('accuracy_raw'), 2)} | "
+            f"{format_cell(s.get('accuracy_sdm'), 2)} | {format_cell(s.get('mae_raw'), 2)} | "
+            f"{format_cell(s.get('mae_sdm'), 2)} | {format_cell(s['mean_raw'], 2)} | "
+            f"{format_cell(s['mean_sdm'], 2)} | {format_cell(s.get('mean_known'), 2)} |"
         )
     sdm = measured["sdm"]
     lines += [
@@ -725,22 +719,6 @@ def _headline_metrics(report: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
-def _log_mlflow(cfg: RankAAERunConfig, run_dir: Path, metrics: dict[str, float]) -> str | None:
-    from xas_train.tracking import Tracker
-
-    uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.output_dir).resolve() / 'mlflow.db'}"
-    tracker = Tracker(uri, cfg.experiment)
-    tracker.start(
-        cfg.name, {"recipe": "rankaae", "task": "inverse", "elements": cfg.element,
-                   "fidelity": cfg.fidelity},
-    )  # fmt: skip
-    tracker.log_params(cfg.model_dump(mode="json"))
-    tracker.log_metrics(metrics, step=0, flush=True)
-    tracker.log_artifacts(run_dir, "rankaae")
-    tracker.end("FINISHED")
-    return tracker.run_id
-
-
 # ----------------------------------------------------------------------------- run
 
 
@@ -831,7 +809,11 @@ def run_rankaae(cfg: RankAAERunConfig, progress: Callable[[str], None] | None = 
     atomic_write_text(run_dir / "report.md", render_report(report))
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=float))
     if cfg.mlflow:
-        report["mlflow_run_id"] = _log_mlflow(cfg, run_dir, metrics)
+        from xas_train.tracking import log_report_run
+
+        tags = {"recipe": "rankaae", "task": "inverse", "elements": cfg.element,
+                "fidelity": cfg.fidelity}  # fmt: skip
+        report["mlflow_run_id"] = log_report_run(cfg, run_dir, tags, metrics, "rankaae")
         atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2, default=float))
     say(render_report(report))
     return report

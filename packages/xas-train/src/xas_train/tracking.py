@@ -150,3 +150,22 @@ class Tracker:
             return
         self.flush()
         self.client.set_terminated(self.run_id, status=status)
+
+
+def log_report_run(
+    cfg: Any, run_dir: Path, tags: dict[str, str], metrics: dict[str, float], artifact_path: str
+) -> str | None:
+    """One finished MLflow run for a report-style recipe (calibrate, inverse, rankaae).
+
+    ``cfg`` has ``name``, ``experiment``, ``tracking_uri`` (None: ``sqlite:///<output_dir>/
+    mlflow.db``), ``output_dir`` and ``model_dump()`` (logged as params); ``run_dir``'s files
+    are logged under ``artifact_path``. Returns the run id.
+    """
+    uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.output_dir).resolve() / 'mlflow.db'}"
+    tracker = Tracker(uri, cfg.experiment)
+    tracker.start(cfg.name, tags)
+    tracker.log_params(cfg.model_dump(mode="json"))
+    tracker.log_metrics(metrics, step=0, flush=True)
+    tracker.log_artifacts(run_dir, artifact_path)
+    tracker.end("FINISHED")
+    return tracker.run_id

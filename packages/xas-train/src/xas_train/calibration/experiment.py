@@ -212,7 +212,7 @@ def run_calibration(
 
     import xas_models
     from xas_data.io_utils import atomic_write_text
-    from xas_train.tracking import Tracker
+    from xas_train.tracking import log_report_run
 
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
@@ -350,18 +350,12 @@ def run_calibration(
     table = render_summary(summary, cfg.element, n, len(splits))
     atomic_write_text(run_dir / "report.md", table)
     if cfg.mlflow:
-        uri = cfg.tracking_uri or f"sqlite:///{Path(cfg.output_dir).resolve() / 'mlflow.db'}"
-        tracker = Tracker(uri, cfg.experiment)
-        tracker.start(cfg.name, {"recipe": "calibrate", "element": cfg.element})
-        tracker.log_params(cfg.model_dump(mode="json"))
-        tracker.log_metrics(
-            {f"{m}_{k}".replace("+", "_"): v for m, d in summary.items() for k, v in d.items()},
-            step=0,
-            flush=True,
+        metrics = {
+            f"{m}_{k}".replace("+", "_"): v for m, d in summary.items() for k, v in d.items()
+        }
+        report["mlflow_run_id"] = log_report_run(
+            cfg, run_dir, {"recipe": "calibrate", "element": cfg.element}, metrics, "calibration"
         )
-        tracker.log_artifacts(run_dir, "calibration")
-        tracker.end("FINISHED")
-        report["mlflow_run_id"] = tracker.run_id
     say(table)
     return report
 
