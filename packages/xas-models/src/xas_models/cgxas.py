@@ -42,13 +42,14 @@ Only plain torch ops are used (``index_add_``); no pyg-lib / torch-scatter.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError, parse_config
+from xas_models.configured import ConfiguredModel
+from xas_models.errors import ModelError
 from xas_models.registry import register_model
 
 if TYPE_CHECKING:
@@ -189,8 +190,13 @@ class GatedConv(nn.Module):
 
 
 @register_model("cgxas")
-class CGXAS(nn.Module):
+class CGXAS(ConfiguredModel, nn.Module):
     """CGXAS crystal-graph network: crystal graph -> ``[n_absorbers, output_dim]`` mu(E) >= 0."""
+
+    config_class = CGXASConfig
+    config_name = "cgxas"
+    config_hints = _FIELD_HINTS
+    config_example = "{'node_dim': 111, 'elements': ['Fe']}"
 
     def __init__(self, config: CGXASConfig) -> None:
         super().__init__()
@@ -218,19 +224,6 @@ class CGXAS(nn.Module):
         for i, symbol in enumerate(config.elements):
             lookup[Element(symbol).Z] = i
         self.register_buffer("element_index", lookup, persistent=False)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | CGXASConfig) -> CGXAS:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(
-            parse_config(
-                config, CGXASConfig, "cgxas", _FIELD_HINTS, "{'node_dim': 111, 'elements': ['Fe']}"
-            )
-        )
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
-        return self.config.model_dump(mode="json")
 
     @torch.no_grad()
     def init_output(self, mean_spectrum: torch.Tensor, weight_scale: float = 0.1) -> None:

@@ -24,7 +24,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from xas_models.errors import ModelError, parse_config
+from xas_models.configured import ConfiguredModel
+from xas_models.errors import ModelError
 from xas_models.registry import build_model, register_model
 
 INVERSE_FEATURIZER = "spectrum"
@@ -67,8 +68,12 @@ def merged_std_scale(
 
 
 @register_model("inverse_ensemble")
-class InverseEnsemble(nn.Module):
+class InverseEnsemble(ConfiguredModel, nn.Module):
     """Deep ensemble of inverse models: spectra ``[B, K]`` -> per-descriptor predictions."""
+
+    config_class = InverseEnsembleConfig
+    config_name = "inverse_ensemble"
+    config_hints = _HINTS
 
     def __init__(self, config: InverseEnsembleConfig) -> None:
         super().__init__()
@@ -76,11 +81,6 @@ class InverseEnsemble(nn.Module):
         self.members = nn.ModuleList(
             build_model(config.member, dict(config.member_config)) for _ in range(config.n_members)
         )
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | InverseEnsembleConfig) -> InverseEnsemble:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(parse_config(config, InverseEnsembleConfig, "inverse_ensemble", _HINTS))
 
     @classmethod
     def from_members(cls, members: list[nn.Module], member: str = "spt") -> InverseEnsemble:
@@ -94,9 +94,6 @@ class InverseEnsemble(nn.Module):
         for target, source in zip(ens.members, members, strict=True):
             target.load_state_dict(source.state_dict())
         return ens
-
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json")
 
     def set_std_scale(self, scale: dict[str, float]) -> None:
         """Multiply the spread of regression tasks by ``scale[name]`` (finite, > 0) from now on

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError, parse_config
+from xas_models.configured import ConfiguredModel
+from xas_models.errors import ModelError
 from xas_models.registry import register_model
 
 #: Default loss weights of :func:`train_step` (keys of :func:`rankaae_losses`).
@@ -121,8 +122,13 @@ def _mlp(
 
 
 @register_model("rankaae")
-class RankAAE(nn.Module):
+class RankAAE(ConfiguredModel, nn.Module):
     """Rank-constrained adversarial autoencoder: ``[B, K]`` spectra <-> ``[B, n_latent]`` z."""
+
+    config_class = RankAAEConfig
+    config_name = "rankaae"
+    config_hints = _FIELD_HINTS
+    config_example = "{'input_dim': 141, 'n_latent': 5, 'aligned': {'OS': 0, 'CN': 1}}"
 
     def __init__(self, config: RankAAEConfig) -> None:
         super().__init__()
@@ -131,23 +137,6 @@ class RankAAE(nn.Module):
         self.encoder = _mlp([c.input_dim, *c.encoder_hidden, c.n_latent], dropout=c.dropout)
         self.decoder = _mlp([c.n_latent, *c.decoder_hidden, c.input_dim], dropout=c.dropout)
         self.discriminator = _mlp([c.n_latent, *c.disc_hidden, 1], act=lambda: nn.LeakyReLU(0.2))
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | RankAAEConfig) -> RankAAE:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(
-            parse_config(
-                config,
-                RankAAEConfig,
-                "rankaae",
-                _FIELD_HINTS,
-                "{'input_dim': 141, 'n_latent': 5, 'aligned': {'OS': 0, 'CN': 1}}",
-            )
-        )
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
-        return self.config.model_dump(mode="json")
 
     def autoencoder_parameters(self) -> Iterator[nn.Parameter]:
         """Encoder and decoder parameters (for the autoencoder optimizer)."""
@@ -519,7 +508,7 @@ class DescriberTask:
 
 
 @register_model("rankaae-describer")
-class RankAAEDescriber(nn.Module):
+class RankAAEDescriber(ConfiguredModel, nn.Module):
     """A trained :class:`RankAAE` plus a :class:`LatentRegressorEnsemble` on its latent space,
     as one module: spectra ``[B, K]`` -> latent ``[B, n_latent]`` -> descriptors with an
     ensemble uncertainty.
@@ -530,6 +519,11 @@ class RankAAEDescriber(nn.Module):
     checkpoint of this model (inputs: post-edge-normalised spectra on the checkpoint's grid).
     """
 
+    config_class = RankAAEDescriberConfig
+    config_name = "rankaae-describer"
+    config_hints = _DESCRIBER_HINTS
+    config_example = "{'autoencoder': {'input_dim': 141}, 'descriptors': ['OS', 'CN']}"
+
     def __init__(self, config: RankAAEDescriberConfig) -> None:
         super().__init__()
         self.config = config
@@ -539,19 +533,6 @@ class RankAAEDescriber(nn.Module):
             self.autoencoder.config.n_latent,
             len(config.descriptors),
             tuple(config.hidden),
-        )
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | RankAAEDescriberConfig) -> RankAAEDescriber:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(
-            parse_config(
-                config,
-                RankAAEDescriberConfig,
-                "rankaae-describer",
-                _DESCRIBER_HINTS,
-                "{'autoencoder': {'input_dim': 141}, 'descriptors': ['OS', 'CN']}",
-            )
         )
 
     @classmethod
@@ -586,10 +567,6 @@ class RankAAEDescriber(nn.Module):
         out.autoencoder.load_state_dict(autoencoder.state_dict())
         out.regressor.load_state_dict(regressor.state_dict())
         return out.eval()
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
-        return self.config.model_dump(mode="json")
 
     @property
     def descriptors(self) -> list[str]:

@@ -61,7 +61,8 @@ from pydantic import (
 )
 from torch import nn
 
-from xas_models.errors import ModelError, parse_config
+from xas_models.configured import ConfiguredModel
+from xas_models.errors import ModelError
 from xas_models.registry import register_model
 
 #: Frequencies of the initial periods ``round(K / f)`` before :meth:`SPT.set_periods`.
@@ -419,8 +420,13 @@ class SpectralGraph(nn.Module):
 
 
 @register_model("spt")
-class SPT(nn.Module):
+class SPT(ConfiguredModel, nn.Module):
     """Spectral Pattern Translator: ``(batch, K)`` spectra -> ``{task: logits [B, C] | value [B]}``."""
+
+    config_class = SPTConfig
+    config_name = "spt"
+    config_hints = _FIELD_HINTS
+    config_example = "{'input_dim': 141, 'tasks': [{'name': 'OS', 'kind': 'classification', 'classes': [2, 3, 4]}]}"
 
     def __init__(self, config: SPTConfig) -> None:
         super().__init__()
@@ -461,23 +467,6 @@ class SPT(nn.Module):
             self.register_buffer("input_std", torch.ones(c.input_dim))
 
     # ------------------------------------------------------------------ config
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | SPTConfig) -> SPT:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(
-            parse_config(
-                config,
-                SPTConfig,
-                "spt",
-                _FIELD_HINTS,
-                "{'input_dim': 141, 'tasks': [{'name': 'OS', 'kind': 'classification', 'classes': [2, 3, 4]}]}",
-            )
-        )
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
-        return self.config.model_dump(mode="json")
-
     @property
     def tasks(self) -> dict[str, SPTTask]:
         """Task specs by name, in config order."""

@@ -57,7 +57,8 @@ from e3nn.nn import Gate
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from xas_models.errors import ModelError, parse_config
+from xas_models.configured import ConfiguredModel
+from xas_models.errors import ModelError
 from xas_models.registry import register_model
 
 
@@ -295,8 +296,12 @@ class InteractionBlock(nn.Module):
 
 
 @register_model("xane3")
-class XANE3(nn.Module):
+class XANE3(ConfiguredModel, nn.Module):
     """XANE(3): crystal graph batch -> spectra ``[A, output_dim]`` and E0 ``[A]`` per absorber."""
+
+    config_class = XANE3Config
+    config_name = "xane3"
+    config_hints = _FIELD_HINTS
 
     def __init__(self, config: XANE3Config) -> None:
         super().__init__()
@@ -352,15 +357,6 @@ class XANE3(nn.Module):
         self.span = span
 
     # ---------------------------------------------------------------- config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | XANE3Config) -> XANE3:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(parse_config(config, XANE3Config, "xane3", _FIELD_HINTS, "{}"))
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
-        return self.config.model_dump(mode="json")
 
     # ---------------------------------------------------------------- forward
 

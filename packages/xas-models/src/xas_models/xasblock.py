@@ -18,13 +18,12 @@ descriptors from xas-features). Output: ``(batch, output_dim)`` absorption coeff
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from xas_models.errors import ModelError, parse_config
+from xas_models.configured import ConfiguredModel
+from xas_models.errors import ModelError
 from xas_models.registry import register_model
 
 #: Default hidden widths: two layers of 400. A reasonable generic starting point for
@@ -72,8 +71,13 @@ _FIELD_HINTS: dict[str, str] = {
 
 
 @register_model("xasblock")
-class XASBlock(nn.Module):
+class XASBlock(ConfiguredModel, nn.Module):
     """OmniXAS XAS-block MLP: ``(batch, input_dim)`` features -> ``(batch, output_dim)`` mu(E) >= 0."""
+
+    config_class = XASBlockConfig
+    config_name = "xasblock"
+    config_hints = _FIELD_HINTS
+    config_example = "{'input_dim': 64}"
 
     def __init__(self, config: XASBlockConfig) -> None:
         super().__init__()
@@ -107,17 +111,6 @@ class XASBlock(nn.Module):
             raise ModelError("input scale must be finite and > 0 and mean finite; floor the std")
         self.input_mean.copy_(mean)
         self.input_scale.copy_(scale)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any] | XASBlockConfig) -> XASBlock:
-        """Build from a plain dict (as stored in checkpoints); ModelError on invalid config."""
-        return cls(
-            parse_config(config, XASBlockConfig, "xasblock", _FIELD_HINTS, "{'input_dim': 64}")
-        )
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict (round-trips through :meth:`from_config`)."""
-        return self.config.model_dump(mode="json")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict spectra.
