@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from xas_data.build import CurationConfig, build_from_simulations, curate_store, omnixas_resample
+from xas_data.build import (
+    CurationConfig,
+    build_from_simulations,
+    curate_store,
+    omnixas_resample,
+    regrid_store,
+)
 from xas_data.curation import BOHR_RADIUS_ANGSTROM
 from xas_data.errors import StoreError
 from xas_data.schema import default_grid
@@ -71,14 +77,19 @@ def test_build_curates_and_splits(sim_dir, tmp_path):
     assert ds.n_sites == 38 and ds.n_materials == 38
     sel = ds.select("Cu", "FEFF-fast")
     assert "m07" not in set(sel.material_ids()) and "m09" not in set(sel.material_ids())
-    # labels: 1000 * mu * xsedge / a0^2 on the Cu grid, cropped and clamped as OmniXAS
-    grid = default_grid("Cu").energies
-    np.testing.assert_allclose(sel.energy, grid)
+    # the grid is edge-anchored: every edge >= 5 eV inside, >= 60 eV above the median E0
+    grid = sel.energy
+    e0 = sel.extra("e0")
+    assert np.all(e0 >= grid[0] + 5) and grid[-1] >= np.median(e0) + 60 and grid.size <= 256
+    np.testing.assert_allclose(e0, 8988, atol=2.5)  # the arctan edges were placed at 8988 +- 0.5
+    # labels: 1000 * mu * xsedge / a0^2, cropped and clamped as OmniXAS; raw spectra kept beside
     row = list(sel.material_ids()).index("m00")
     with np.load(sim_dir / "fast/results/Cu_m00_000.npz") as r:
         expected = omnixas_resample(
             r["energy"], 1000 * r["mu"] * 2.5e-4 / BOHR_RADIUS_ANGSTROM**2, grid
         )
+        np.testing.assert_array_equal(sel.extra("raw_energy")[row], r["energy"])
+        np.testing.assert_allclose(sel.extra("raw_mu")[row], r["mu"], rtol=1e-6)
     np.testing.assert_allclose(sel.intensities()[row], expected, rtol=1e-6)
     # material-level splits, roughly 80/10/10
     splits = {
@@ -114,3 +125,44 @@ def test_curate_store_keeps_source_and_splits(sim_dir, tmp_path):
         new.select("Cu").material_ids(), new.select("Cu").sites()["split"], strict=True
     ):
         assert old[mid] == split
+
+
+def test_omnixas_grid_that_cuts_edges_is_refused(sim_dir, tmp_path):
+    """Edges at ~8988 eV sit < 5 eV above a grid starting at 8985 eV: curation names the group."""
+    config = CurationConfig(grid="omnixas", grid_starts={"Cu": 8985.0})
+    with pytest.raises(StoreError, match=r"Cu FEFF-fast: .* cuts the edge of \d+ of 40 spectra"):
+        build_from_simulations(sim_dir, tmp_path / "cut.zarr", presets=("fast",), config=config)
+    assert not (tmp_path / "cut.zarr").exists()
+    ok = build_from_simulations(
+        sim_dir,
+        tmp_path / "low.zarr",
+        presets=("fast",),
+        config=CurationConfig(grid="omnixas", grid_starts={"Cu": 8975.0}),
+    )
+    np.testing.assert_allclose(ok.select("Cu").energy, default_grid("Cu", {"Cu": 8975.0}).energies)
+
+
+def test_regrid_rederives_grids_from_raw_spectra_and_keeps_rows(sim_dir, tmp_path):
+    src = build_from_simulations(sim_dir, tmp_path / "a.zarr", presets=("fast",))
+    new = regrid_store(src.path, tmp_path / "b.zarr", CurationConfig(grid_above_ev=70.0))
+    a, b = src.select("Cu"), new.select("Cu")
+    assert list(a.material_ids()) == list(b.material_ids())
+    assert list(a.sites()["split"]) == list(b.sites()["split"])
+    assert b.energy[-1] >= np.median(b.extra("e0")) + 70 > a.energy[-1]
+    # on the energies both grids share, the spectra agree (same raw spectra, same recipe)
+    common = np.intersect1d(np.round(a.energy, 3), np.round(b.energy, 3))
+    ia = np.searchsorted(np.round(a.energy, 3), common)
+    ib = np.searchsorted(np.round(b.energy, 3), common)
+    assert common.size > 100
+    np.testing.assert_allclose(a.intensities()[:, ia], b.intensities()[:, ib], rtol=1e-5)
+    # in place: same content as a regrid into a new folder
+    same = regrid_store(src.path, src.path, CurationConfig(grid_above_ev=70.0))
+    np.testing.assert_array_equal(same.select("Cu").intensities(), b.intensities())
+
+
+def test_regrid_refuses_a_store_without_raw_spectra(tmp_path):
+    ds = XASDataset.create(tmp_path / "plain.zarr", "plain")
+    ds.add_materials(["m"], [Structure(Lattice.cubic(4), ["Cu"], [[0, 0, 0]])], ["x"])
+    ds.append_spectra("Cu", "FEFF-fast", default_grid("Cu").energies, ["m"], [0], np.ones((1, 141)))
+    with pytest.raises(StoreError, match="keeps no raw spectra"):
+        regrid_store(ds.path, tmp_path / "out.zarr")

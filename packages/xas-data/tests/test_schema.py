@@ -13,6 +13,8 @@ from xas_data.schema import (
     Spectrum,
     check_energy,
     default_grid,
+    edges_inside,
+    fit_edge_grid,
     parse_fidelity,
 )
 
@@ -246,3 +248,19 @@ def test_check_energy_uses_the_given_name():
         check_energy(np.array([1.0, 1.0]), "Cu grid")
     out = check_energy([1, 2, 3])
     assert out.dtype == np.float64
+
+
+@pytest.mark.parametrize("spread", [0.5, 4.0, 12.0])
+def test_fit_edge_grid_keeps_99_percent_of_edges_inside(spread):
+    rng = np.random.default_rng(1)
+    e0 = 7120 + rng.normal(0, spread, 500)
+    e0[:3] -= 40  # a few wild edges may fall outside (1 %)
+    grid = fit_edge_grid(e0)
+    assert edges_inside(e0, grid).mean() >= 0.99
+    assert grid.stop >= np.median(e0) + 60 and grid.n_points <= 256
+    assert grid.step >= 0.25 and abs(grid.start / 0.05 - round(grid.start / 0.05)) < 1e-6
+
+
+def test_fit_edge_grid_refuses_no_edges():
+    with pytest.raises(SpectrumError, match="no finite edge energies"):
+        fit_edge_grid(np.array([np.nan]))

@@ -3,7 +3,8 @@
 Curation of one (element, fidelity) group, each step recorded in the store's provenance:
 
 1. OmniXAS label scaling: ``y = 1000 * mu * xsedge_norm / a0^2`` (FEFF only);
-2. interpolation onto the element's grid (``default_grid``; 141 points, 0.25 eV);
+2. interpolation onto the element's edge-anchored grid (``fit_edge_grid``: >= 99 % of edges
+   >= 5 eV inside, >= 60 eV above the median E0), raw spectra and E0 kept beside it;
 3. OmniXAS outlier removal (mean +- c * population sigma per energy; c = 2.5 FEFF, 5 VASP);
 4. exact and near-duplicate removal (within one fidelity);
 5. material-level greedy split (80/10/10, seeded) over all elements at once.
@@ -17,13 +18,20 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from xas_data import curation
 from xas_data.errors import StoreError
 from xas_data.io_utils import replace_directory
-from xas_data.schema import default_grid
+from xas_data.schema import (
+    EDGE_MARGIN_EV,
+    EnergyGrid,
+    default_grid,
+    edges_inside,
+    fit_edge_grid,
+)
 from xas_data.simulation.presets import get_preset
 from xas_data.splits import greedy_material_split, split_site_rows
 from xas_data.store import XASDataset
@@ -37,17 +45,27 @@ class CurationConfig:
         outlier_c: envelope width in population sigmas; ``None`` = per fidelity (2.5 FEFF, 5 VASP).
         remove_outliers: apply the OmniXAS outlier removal.
         duplicate_rtol: near-duplicate tolerance (relative max abs difference); 0 = exact only.
-        grid_starts: per-element grid start energies (eV) overriding the defaults.
-        grid_step: grid spacing (eV).
-        grid_points: number of grid points.
+        grid: ``edge`` (default) fits one grid per element to its spectra's edges
+            (``fit_edge_grid``: >= 99 % of edges >= 5 eV inside, >= ``grid_above_ev`` above the
+            median E0); ``omnixas`` is the fixed OmniXAS-style grid (``default_grid``).
+        grid_starts: per-element grid start energies (eV) overriding the defaults (``omnixas``).
+        grid_step: grid spacing (eV); in ``edge`` mode the smallest step allowed.
+        grid_points: number of grid points (``omnixas``).
+        grid_above_ev: ``edge`` mode: the grid reaches this far above the median E0 (eV).
+        grid_max_points: ``edge`` mode: at most this many points (the step grows instead).
+        check_edges: refuse a grid that cuts the edge of more than 1 % of a group's spectra.
     """
 
     outlier_c: float | None = None
     remove_outliers: bool = True
     duplicate_rtol: float = 1e-4
+    grid: Literal["edge", "omnixas"] = "edge"
     grid_starts: dict[str, float] = field(default_factory=dict)
     grid_step: float = 0.25
     grid_points: int = 141
+    grid_above_ev: float = 60.0
+    grid_max_points: int = 256
+    check_edges: bool = True
 
 
 @dataclass
@@ -122,40 +140,117 @@ def curate_group(group: GroupData, config: CurationConfig) -> tuple[GroupData, l
     return group.take(keep), records
 
 
-def load_simulation_group(
-    workdir: str | Path, preset: str, element: str, config: CurationConfig
-) -> tuple[GroupData, list[dict]]:
-    """Read the FEFF results of one preset and element, scale labels and interpolate them."""
+@dataclass
+class RawGroup:
+    """Simulated spectra of one (element, fidelity) on the simulation's own energy points.
+
+    Attributes:
+        energy: [n, R] eV, NaN-padded rows (FEFF's points differ slightly between sites).
+        mu: [n, R] FEFF's normalised mu (xmu.dat column 4), NaN-padded.
+        xsedge_norm: [n] FEFF's edge normalisation constant.
+        e0: [n] edge energy (eV): the derivative maximum of the raw spectrum (``find_e0``).
+    """
+
+    element: str
+    fidelity: str
+    material_ids: list[str]
+    site_indices: list[int]
+    multiplicities: list[int]
+    energy: np.ndarray
+    mu: np.ndarray
+    xsedge_norm: np.ndarray
+    e0: np.ndarray
+
+
+def _pad_rows(rows: list[np.ndarray], dtype) -> np.ndarray:
+    width = max(r.size for r in rows)
+    out = np.full((len(rows), width), np.nan, dtype=dtype)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return out
+
+
+def read_simulation_group(workdir: str | Path, preset: str, element: str) -> RawGroup:
+    """The FEFF results of one preset and element in a simulation work folder."""
     results = Path(workdir) / get_preset(preset).name / "results"
     metas = sorted(results.glob(f"{element}_*.json"))
     if not metas:
         raise StoreError(f"no {element} results for preset {preset} in {results}")
-    grid = default_grid(element, config.grid_starts, config.grid_step, config.grid_points)
-    ids, sites, mults, rows, norms, e_first = [], [], [], [], [], []
+    ids, sites, mults, energies, mus, norms, e0 = [], [], [], [], [], [], []
     for meta_path in metas:
         meta = json.loads(meta_path.read_text())
         with np.load(meta_path.with_suffix(".npz")) as xmu:
             energy, mu, xsedge = xmu["energy"], xmu["mu"], float(xmu["xsedge_norm"])
         energy, order = np.unique(energy, return_index=True)  # FEFF may repeat a point
-        label = curation.omnixas_label_scale(mu[order], xsedge)
-        rows.append(omnixas_resample(energy, label, grid.energies))
         ids.append(meta["material_id"])
         sites.append(int(meta["site_index"]))
         mults.append(int(meta.get("multiplicity", 1)))
+        energies.append(energy)
+        mus.append(mu[order])
         norms.append(xsedge)
-        e_first.append(energy[0])
-    fidelity = get_preset(preset).fidelity
-    group = GroupData(
+        e0.append(curation.find_e0(energy, mu[order]))
+    return RawGroup(
         element,
-        fidelity,
+        get_preset(preset).fidelity,
         ids,
         sites,
         mults,
+        _pad_rows(energies, np.float64),
+        _pad_rows(mus, np.float32),
+        np.asarray(norms),
+        np.asarray(e0),
+    )
+
+
+def element_grid(groups: list[RawGroup], config: CurationConfig) -> EnergyGrid:
+    """The grid of one element: ``edge`` mode fits it to the E0 of all its fidelities (one
+    grid per element, so cross-fidelity models share their output grid); ``omnixas`` mode is the
+    fixed OmniXAS-style grid."""
+    element = groups[0].element
+    if config.grid == "omnixas":
+        return default_grid(element, config.grid_starts, config.grid_step, config.grid_points)
+    return fit_edge_grid(
+        np.concatenate([g.e0 for g in groups]),
+        below_ev=EDGE_MARGIN_EV,
+        above_ev=config.grid_above_ev,
+        step=config.grid_step,
+        max_points=config.grid_max_points,
+    )
+
+
+def check_edges_inside(raw: RawGroup, grid: EnergyGrid, coverage: float = 0.99) -> int:
+    """Raise ``StoreError`` when fewer than ``coverage`` of the group's edges sit inside."""
+    inside = edges_inside(raw.e0, grid)
+    if inside.mean() < coverage:
+        raise StoreError(
+            f"{raw.element} {raw.fidelity}: the grid {grid.start:.2f}..{grid.stop:.2f} eV cuts "
+            f"the edge of {int((~inside).sum())} of {inside.size} spectra (E0 less than "
+            f"{EDGE_MARGIN_EV:g} eV inside); use the edge-anchored grid (grid='edge') or move "
+            "the grid start below the edges"
+        )
+    return int(inside.sum())
+
+
+def grid_group(raw: RawGroup, grid: EnergyGrid) -> tuple[GroupData, list[dict]]:
+    """Scale labels (OmniXAS recipe) and resample one raw group onto ``grid``; the raw spectra
+    and E0 stay beside the gridded ones as extras."""
+    rows = []
+    for energy, mu, xsedge in zip(raw.energy, raw.mu, raw.xsedge_norm, strict=True):
+        ok = np.isfinite(energy)
+        label = curation.omnixas_label_scale(mu[ok].astype(np.float64), xsedge)
+        rows.append(omnixas_resample(energy[ok], label, grid.energies))
+    first = np.nanmin(raw.energy, axis=1)
+    group = GroupData(
+        raw.element,
+        raw.fidelity,
+        raw.material_ids,
+        raw.site_indices,
+        raw.multiplicities,
         grid.energies,
         np.asarray(rows, dtype=np.float32),
-        {"xsedge_norm": np.asarray(norms)},
+        {"xsedge_norm": raw.xsedge_norm, "e0": raw.e0, "raw_energy": raw.energy, "raw_mu": raw.mu},
     )
-    e_first = np.asarray(e_first)
+    n = len(raw.material_ids)
     records = [
         curation.record_step(
             "omnixas_label_scale",
@@ -163,24 +258,38 @@ def load_simulation_group(
                 "formula": "1000 * mu * xsedge_norm / a0^2",
                 "a0_angstrom": curation.BOHR_RADIUS_ANGSTROM,
             },
-            len(ids),
-            len(ids),
+            n,
+            n,
             0.0,
         ).to_dict(),
         curation.record_step(
             "interpolate_to_grid",
             {
-                "group": f"{element}/{fidelity}",
+                "group": f"{raw.element}/{raw.fidelity}",
                 "grid": grid.to_dict(),
                 "method": "omnixas_resample (crop to grid end, linear, clamp)",
-                "n_clamped_below": int((e_first > grid.start).sum()),
+                "n_clamped_below": int((first > grid.start).sum()),
+                "n_edges_inside": int(edges_inside(raw.e0, grid).sum()),
+                "edge_margin_ev": EDGE_MARGIN_EV,
             },
-            len(ids),
-            len(ids),
+            n,
+            n,
             0.0,
         ).to_dict(),
     ]
     return group, records
+
+
+def load_simulation_group(
+    workdir: str | Path, preset: str, element: str, config: CurationConfig
+) -> tuple[GroupData, list[dict]]:
+    """Read the FEFF results of one preset and element, scale labels and grid them (the grid is
+    fitted to this group alone in ``edge`` mode)."""
+    raw = read_simulation_group(workdir, preset, element)
+    grid = element_grid([raw], config)
+    if config.check_edges:
+        check_edges_inside(raw, grid)
+    return grid_group(raw, grid)
 
 
 def write_store(
@@ -195,11 +304,14 @@ def write_store(
     description: str = "",
     source: dict | None = None,
     overwrite: bool = False,
+    splits_from: dict[tuple[str, int, str], str] | None = None,
 ) -> XASDataset:
     """Write groups into a new store at ``out`` (built in a temporary folder, then renamed).
 
     ``structures`` maps material id -> (pymatgen Structure or JSON text, source string).
-    Splits are assigned by material over all groups.
+    Splits are assigned by material over all groups, or taken from ``splits_from`` (a
+    ``split_map``); either way they are written before the rename, so a kill leaves the old
+    store or the complete new one.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -229,15 +341,18 @@ def write_store(
         )
     for record in records:
         ds.add_provenance(record.pop("step"), **record)
-    splits = ds.sites(columns=("split",))["split"]
-    counts = {s: int((splits == s).sum()) for s in ("train", "val", "test")}
-    ds.add_provenance(
-        "split",
-        method="omnixas_greedy_material",
-        fractions=list(split_fractions),
-        seed=seed,
-        counts=counts,
-    )
+    if splits_from is not None:
+        copy_splits(splits_from, ds)
+    else:
+        splits = ds.sites(columns=("split",))["split"]
+        counts = {s: int((splits == s).sum()) for s in ("train", "val", "test")}
+        ds.add_provenance(
+            "split",
+            method="omnixas_greedy_material",
+            fractions=list(split_fractions),
+            seed=seed,
+            counts=counts,
+        )
     replace_directory(tmp, out)
     return XASDataset.open(out)
 
@@ -258,12 +373,19 @@ def build_from_simulations(
     workdir = Path(workdir)
     groups, records = [], []
     failures: dict[str, int] = {}
+    raws: dict[str, list[RawGroup]] = defaultdict(list)
     for preset in presets:
         base = workdir / get_preset(preset).name
         elements = sorted({p.name.split("_")[0] for p in (base / "results").glob("*.json")})
         failures[preset] = len(list((base / "failures").glob("*.json")))
         for element in elements:
-            group, recs = load_simulation_group(workdir, preset, element, config)
+            raws[element].append(read_simulation_group(workdir, preset, element))
+    for element in sorted(raws):
+        grid = element_grid(raws[element], config)
+        for raw in raws[element]:
+            if config.check_edges:
+                check_edges_inside(raw, grid)
+            group, recs = grid_group(raw, grid)
             group, more = curate_group(group, config)
             groups.append(group)
             records.extend(recs + more)
@@ -341,7 +463,7 @@ def curate_store(
             str(ds.root["materials/source"][row]),
         )
     source = {"kind": "re-curation", "from": str(Path(src).resolve()), "parent": ds.provenance}
-    new = write_store(
+    return write_store(
         groups,
         structures,
         out,
@@ -353,26 +475,97 @@ def curate_store(
         ds.attrs.get("description", ""),
         source,
         overwrite,
+        splits_from=split_map(ds) if keep_splits else None,
     )
-    if keep_splits:
-        old = defaultdict(str)
-        old_sites = ds.sites(columns=("material", "index", "fidelity", "split"))
-        for m, i, f, s in zip(
-            ds.material_ids[old_sites["material"]],
-            old_sites["index"],
-            old_sites["fidelity"],
-            old_sites["split"],
-            strict=True,
-        ):
-            old[(m, int(i), f)] = s
-        new = XASDataset.open(out, mode="a")
-        cols = new.sites(columns=("material", "index", "fidelity"))
-        ids = new.material_ids[cols["material"]]
-        splits = np.array(
-            [
-                old[(m, int(i), f)]
-                for m, i, f in zip(ids, cols["index"], cols["fidelity"], strict=True)
-            ]
-        )
-        new.set_splits(splits, method="kept from source store")
+
+
+def split_map(src: XASDataset) -> dict[tuple[str, int, str], str]:
+    """(material id, site index, fidelity) -> split of every site of ``src``."""
+    sites = src.sites(columns=("material", "index", "fidelity", "split"))
+    ids = src.material_ids[sites["material"]]
+    return {
+        (str(m), int(i), str(f)): str(s)
+        for m, i, f, s in zip(ids, sites["index"], sites["fidelity"], sites["split"], strict=True)
+    }
+
+
+def copy_splits(src: XASDataset | dict, out: XASDataset) -> XASDataset:
+    """Give every site of the writable store ``out`` the split of the same (material, site,
+    fidelity) in ``src`` (a store or its ``split_map``; '' where it lacks the site)."""
+    old = split_map(src) if isinstance(src, XASDataset) else src
+    new = out
+    cols = new.sites(columns=("material", "index", "fidelity"))
+    ids = new.material_ids[cols["material"]]
+    splits = np.array(
+        [
+            old.get((str(m), int(i), str(f)), "")
+            for m, i, f in zip(ids, cols["index"], cols["fidelity"], strict=True)
+        ]
+    )
+    new.set_splits(splits, method="kept from source store")
     return new
+
+
+def raw_group_from_store(selection) -> RawGroup:
+    """The raw spectra a store keeps beside one selection's gridded ones."""
+    have = set(selection._group.array_keys())
+    missing = {"raw_energy", "raw_mu", "xsedge_norm", "e0"} - have
+    if missing:
+        raise StoreError(
+            f"{selection.element} {selection.fidelity}: the store keeps no raw spectra "
+            f"(missing {sorted(missing)}); it can only be re-gridded by simulating again "
+            "(xas-data simulate, then xas-data build)"
+        )
+    sites = selection.sites()
+    return RawGroup(
+        selection.element,
+        selection.fidelity,
+        selection.material_ids().tolist(),
+        sites["index"].tolist(),
+        sites["multiplicity"].tolist(),
+        selection.extra("raw_energy"),
+        selection.extra("raw_mu"),
+        selection.extra("xsedge_norm"),
+        selection.extra("e0"),
+    )
+
+
+def regrid_store(
+    src: str | Path, out: str | Path, config: CurationConfig = CurationConfig(), overwrite=False
+) -> XASDataset:
+    """Re-derive every element's grid from the raw spectra kept in ``src`` and resample them
+    into a new store at ``out`` (same rows and splits; no new simulation, no re-curation)."""
+    ds = XASDataset.open(src)
+    splits = split_map(ds)  # read before ``out`` may replace ``src`` (in-place regrid)
+    raws: dict[str, list[RawGroup]] = defaultdict(list)
+    for selection in ds.iter_selections():
+        raws[selection.element].append(raw_group_from_store(selection))
+    groups, records = [], []
+    for element in sorted(raws):
+        grid = element_grid(raws[element], config)
+        for raw in raws[element]:
+            if config.check_edges:
+                check_edges_inside(raw, grid)
+            group, recs = grid_group(raw, grid)
+            groups.append(group)
+            records.extend(recs)
+    structures = {}
+    for mid in {m for g in groups for m in g.material_ids}:
+        row = ds.material_row(mid)
+        structures[mid] = (
+            str(ds.root["materials/structure"][row]),
+            str(ds.root["materials/source"][row]),
+        )
+    source = {"kind": "regrid", "from": str(Path(src).resolve()), "parent": ds.provenance}
+    return write_store(
+        groups,
+        structures,
+        out,
+        ds.name,
+        records,
+        license=ds.attrs.get("license", ""),
+        description=ds.attrs.get("description", ""),
+        source=source,
+        overwrite=overwrite or Path(out).resolve() == Path(src).resolve(),
+        splits_from=splits,
+    )

@@ -105,6 +105,50 @@ def default_grid(
     return EnergyGrid(table[symbol], step, n_points)
 
 
+EDGE_MARGIN_EV = 5.0
+"""An edge (E0) counts as inside a grid when it sits at least this far above the grid's start."""
+
+
+def edges_inside(e0: np.ndarray, grid: EnergyGrid, margin_ev: float = EDGE_MARGIN_EV) -> np.ndarray:
+    """Mask [n]: E0 (eV, [n]) at least ``margin_ev`` inside both ends of ``grid``."""
+    e0 = np.asarray(e0, dtype=np.float64)
+    return (e0 >= grid.start + margin_ev) & (e0 <= grid.stop - margin_ev)
+
+
+def fit_edge_grid(
+    e0: np.ndarray,
+    below_ev: float = EDGE_MARGIN_EV,
+    above_ev: float = 60.0,
+    coverage: float = 0.99,
+    step: float = OMNIXAS_STEP_EV,
+    max_points: int = 256,
+) -> EnergyGrid:
+    """An edge-anchored uniform grid for spectra with edge energies ``e0`` (eV, [n]).
+
+    The grid starts ``below_ev`` below the lowest E0 once the lowest ``1 - coverage`` share is
+    set aside (so at least ``coverage`` of the edges sit ``below_ev`` inside it) and reaches
+    ``above_ev`` above the median E0. The step is ``step`` unless that needs more than
+    ``max_points`` points; then it grows in 0.05 eV increments. Start and step are rounded to
+    0.05 eV so that grids are readable and reproducible.
+    """
+    e0 = np.asarray(e0, dtype=np.float64)
+    e0 = e0[np.isfinite(e0)]
+    if e0.size == 0:
+        raise SpectrumError("fit_edge_grid: no finite edge energies; check the spectra")
+    if not (0.5 <= coverage <= 1.0 and below_ev >= 0 and above_ev > 0 and max_points >= 2):
+        raise SpectrumError(
+            f"fit_edge_grid: coverage={coverage} (0.5..1), below_ev={below_ev} (>= 0), "
+            f"above_ev={above_ev} (> 0), max_points={max_points} (>= 2) out of range"
+        )
+    low = float(np.quantile(e0, 1.0 - coverage, method="lower"))
+    start = np.floor((low - below_ev) / 0.05) * 0.05
+    span = float(np.median(e0)) + above_ev - start
+    if np.ceil(span / step) + 1 > max_points:
+        step = float(np.ceil(span / (max_points - 1) / 0.05) * 0.05)
+    n_points = int(np.ceil(round(span / step, 6))) + 1
+    return EnergyGrid(round(float(start), 3), round(float(step), 3), n_points)
+
+
 def check_energy(energy: np.ndarray, name: str = "spectrum") -> np.ndarray:
     """Return ``energy`` as float64 [n] or raise ``SpectrumError`` naming the first bad point."""
     energy = np.asarray(energy, dtype=np.float64)

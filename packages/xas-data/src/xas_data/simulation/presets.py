@@ -20,7 +20,10 @@ class FeffPreset:
         fms_radius: full multiple-scattering radius (Angstrom).
         scf_radius: self-consistent potential radius (Angstrom), ``None`` for non-SCF potentials.
         cluster_padding: atoms are included up to ``fms_radius + cluster_padding`` (Angstrom).
-        xanes_kmax: upper end of the XANES card (1/Angstrom); 3.7 covers ~50 eV above the edge.
+        xanes_kmax: upper end of the XANES card (1/Angstrom); 4.3 covers ~70 eV above FEFF's
+            first energy (E = 3.81 k^2 eV), so a grid can reach >= 60 eV above the edge. FMS solves
+            each energy on its own, so a larger ``xanes_kmax`` only extends the spectrum: the
+            values on the common energies agree to 0.5 % (``test_simulation.py``).
         corehole: FEFF COREHOLE treatment (FSR = final-state rule, RPA).
         stage_timeout_s: wall-clock limit for any single FEFF stage (seconds).
     """
@@ -29,7 +32,7 @@ class FeffPreset:
     fms_radius: float
     scf_radius: float | None
     cluster_padding: float = 1.5
-    xanes_kmax: float = 3.7
+    xanes_kmax: float = 4.3
     corehole: str = "FSR"
     stage_timeout_s: float = 600.0
 

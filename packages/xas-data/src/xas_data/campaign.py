@@ -1,0 +1,157 @@
+"""The 8-element FEFF10 campaign: AMCSD minerals (larixite) plus the transition-metal sites of
+the Materials Project structures that come with the OmniXAS Cu data.
+
+Tasks are planned once into ``campaign-plan.json`` (deterministic order, interleaved across elements and
+cheapest first, so a partial run covers every element evenly) and then run by any executor of
+``xas_data.simulation`` into the same work folder. ``accurate`` tasks are a subset of the
+``fast`` ones chosen by whole materials, so that materials with both fidelities exist for
+cross-fidelity learning.
+
+Run: ``xas-data campaign plan WORKDIR`` then ``xas-data simulate-plan WORKDIR --preset fast``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from itertools import zip_longest
+from pathlib import Path
+
+from xas_data.default_dataset import DEFAULT_ELEMENTS, feff_cost_estimate
+from xas_data.errors import StructureError
+from xas_data.io_utils import atomic_write_text
+from xas_data.simulation.runner import SiteTask, plan_tasks
+from xas_data.structures import MaterialRecord, check_structure, mineral_structures
+
+MP_LICENSE = "Materials Project structures: CC-BY-4.0"
+AMCSD_LICENSE = (
+    "AMCSD structures: free for research (American Mineralogist Crystal Structure Database)"
+)
+
+
+@dataclass(frozen=True)
+class CampaignRecipe:
+    """Knobs of the campaign (counts are per absorbing element).
+
+    Attributes:
+        elements: absorbing elements.
+        fast_per_element: most ``fast`` sites planned per element.
+        accurate_per_element: most ``accurate`` sites planned per element.
+        max_atoms: largest primitive cell (atoms) taken from either source.
+        max_sites_per_material: inequivalent sites of one element kept per material.
+        accurate_max_cost: ``feff_cost_estimate`` cap for accurate sites (keeps them affordable).
+    """
+
+    elements: tuple[str, ...] = DEFAULT_ELEMENTS
+    fast_per_element: int = 600
+    accurate_per_element: int = 80
+    max_atoms: int = 60
+    max_sites_per_material: int = 4
+    accurate_max_cost: float = 400.0
+
+
+def omnixas_mp_records(shared_data: str | Path, max_atoms: int) -> list[MaterialRecord]:
+    """Materials Project structures of ``<shared_data>/omnixas-cu-feff/structures_poscar.json``."""
+    from pymatgen.core import Structure
+
+    path = Path(shared_data) / "omnixas-cu-feff" / "structures_poscar.json"
+    if not path.is_file():
+        raise StructureError(
+            f"{path}: not found; set XAS_SHARED_DATA to the folder holding omnixas-cu-feff"
+        )
+    records = []
+    for material_id, text in sorted(json.loads(path.read_text()).items()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_str(text, fmt="poscar")
+        if len(structure) > max_atoms:
+            continue
+        try:
+            check_structure(structure, material_id)
+        except StructureError:
+            continue
+        records.append(MaterialRecord(material_id, structure, f"materials-project:{material_id}"))
+    return records
+
+
+def _element_tasks(
+    records: list[MaterialRecord], element: str, workdir: Path, recipe: CampaignRecipe
+) -> list[SiteTask]:
+    """Tasks of one element, cheapest cells first, capped at ``fast_per_element``."""
+    holding = [r for r in records if r.structure.composition.get(element, 0) > 0]
+    holding.sort(key=lambda r: (len(r.structure), r.material_id))
+    tasks: list[SiteTask] = []
+    for record in holding:
+        if len(tasks) >= recipe.fast_per_element:
+            break
+        tasks.extend(plan_tasks([record], element, workdir, recipe.max_sites_per_material))
+    return tasks[: recipe.fast_per_element]
+
+
+def _accurate_subset(
+    tasks: list[SiteTask], structures: dict, recipe: CampaignRecipe
+) -> list[SiteTask]:
+    """Cheapest whole materials of ``tasks`` until ``accurate_per_element`` sites."""
+    by_material: dict[str, list[SiteTask]] = {}
+    for task in tasks:
+        by_material.setdefault(task.material_id, []).append(task)
+    costs = {
+        mid: max(feff_cost_estimate(structures[mid], t.site_index) for t in group)
+        for mid, group in by_material.items()
+    }
+    chosen: list[SiteTask] = []
+    for mid in sorted(by_material, key=lambda m: (costs[m], m)):
+        if len(chosen) >= recipe.accurate_per_element or costs[mid] > recipe.accurate_max_cost:
+            break
+        chosen.extend(by_material[mid])
+    return chosen[: recipe.accurate_per_element]
+
+
+def _interleave(groups: list[list[SiteTask]]) -> list[SiteTask]:
+    return [t for batch in zip_longest(*groups) for t in batch if t is not None]
+
+
+def plan_campaign(
+    workdir: str | Path,
+    shared_data: str | Path | None = None,
+    recipe: CampaignRecipe = CampaignRecipe(),
+) -> tuple[list[SiteTask], list[SiteTask]]:
+    """Select sites and write ``workdir/campaign-plan.json``; a second call reads the saved plan.
+
+    Returns the ``fast`` and ``accurate`` task lists.
+    """
+    workdir = Path(workdir)
+    plan_path = workdir / "campaign-plan.json"
+    if plan_path.exists():
+        return read_plan(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shared_data = shared_data or os.environ.get("XAS_SHARED_DATA", "../shared/data")
+    mp = omnixas_mp_records(shared_data, recipe.max_atoms)
+    fast_groups, accurate_groups = [], []
+    for element in recipe.elements:
+        minerals = mineral_structures(element, (), max_atoms=recipe.max_atoms)
+        records = mp + minerals
+        structures = {r.material_id: r.structure for r in records}
+        tasks = _element_tasks(records, element, workdir, recipe)
+        fast_groups.append(tasks)
+        accurate_groups.append(_accurate_subset(tasks, structures, recipe))
+    fast, accurate = _interleave(fast_groups), _interleave(accurate_groups)
+    payload = {
+        "recipe": asdict(recipe),
+        "licenses": [MP_LICENSE, AMCSD_LICENSE],
+        "fast": [asdict(t) for t in fast],
+        "accurate": [asdict(t) for t in accurate],
+    }
+    atomic_write_text(plan_path, json.dumps(payload, indent=1))
+    return fast, accurate
+
+
+def read_plan(workdir: str | Path) -> tuple[list[SiteTask], list[SiteTask]]:
+    """The ``fast`` and ``accurate`` tasks of ``workdir/campaign-plan.json``."""
+    path = Path(workdir) / "campaign-plan.json"
+    if not path.is_file():
+        raise StructureError(f"{path}: no campaign plan; run `xas-data campaign plan` first")
+    plan = json.loads(path.read_text())
+    return [SiteTask(**t) for t in plan["fast"]], [SiteTask(**t) for t in plan["accurate"]]
