@@ -103,7 +103,8 @@ class Selection:
         return _read_rows(self._group["intensity"], rows)
 
     def extra(self, name: str) -> np.ndarray:
-        """A per-spectrum extra array of the group (e.g. ``xsedge_norm``), [n]."""
+        """A per-spectrum extra array of the group: [n] (e.g. ``xsedge_norm``, ``e0``) or
+        [n, R] (``raw_energy``/``raw_mu``: the simulation's own points, NaN-padded)."""
         return _read_rows(self._group[name], self.spectrum_rows)
 
     def features(self, name: str, subset: np.ndarray | None = None) -> np.ndarray:
@@ -436,6 +437,13 @@ class XASDataset:
                 f"{group.path}: extras {sorted(given)} given, but the group stores "
                 f"{sorted(have)}; pass exactly those per-spectrum arrays"
             )
+        for key, values in (extras or {}).items():
+            tail = np.shape(values)[1:]
+            if tail != group[key].shape[1:]:
+                raise StoreError(
+                    f"{group.path}/{key}: rows of shape {tail} given, the group stores "
+                    f"{group[key].shape[1:]}; pad or crop them to the stored width"
+                )
 
     def _drop_orphans(self, group: zarr.Group) -> None:
         """Truncate spectra written by an append that died before its site rows were written.
@@ -471,10 +479,10 @@ class XASDataset:
             "intensity", shape=(0, energy.size), chunks=(rows, energy.size), dtype="float32"
         )
         for key, values in (extras or {}).items():
-            dtype = np.asarray(values).dtype
-            group.create_array(
-                key, shape=(0,), chunks=(rows,), dtype=dtype if dtype.kind != "U" else str
-            )
+            values = np.asarray(values)
+            dtype = values.dtype if values.dtype.kind != "U" else str
+            tail = values.shape[1:]  # e.g. raw spectra: [n, R] with NaN padding
+            group.create_array(key, shape=(0, *tail), chunks=(rows, *tail), dtype=dtype)
         return group
 
     def set_splits(self, splits: np.ndarray, method: str, **details) -> None:
