@@ -33,7 +33,7 @@ from xas_data.schema import (
     fit_edge_grid,
 )
 from xas_data.simulation.presets import get_preset
-from xas_data.splits import greedy_material_split, split_site_rows
+from xas_data.splits import greedy_material_split, split_site_rows, two_pool_split
 from xas_data.store import XASDataset
 
 
@@ -305,11 +305,13 @@ def write_store(
     source: dict | None = None,
     overwrite: bool = False,
     splits_from: dict[tuple[str, int, str], str] | None = None,
+    priority_ids: set[str] | None = None,
 ) -> XASDataset:
     """Write groups into a new store at ``out`` (built in a temporary folder, then renamed).
 
     ``structures`` maps material id -> (pymatgen Structure or JSON text, source string).
-    Splits are assigned by material over all groups, or taken from ``splits_from`` (a
+    Splits are assigned by material over all groups (``priority_ids``: split on their own with
+    a larger test share, ``two_pool_split``), or taken from ``splits_from`` (a
     ``split_map``); either way they are written before the rename, so a kill leaves the old
     store or the complete new one.
     """
@@ -326,7 +328,10 @@ def write_store(
     ds.add_materials(
         unique_ids, [structures[m][0] for m in unique_ids], [structures[m][1] for m in unique_ids]
     )
-    assignment = greedy_material_split(all_ids, split_fractions, seed)
+    if priority_ids:
+        assignment = two_pool_split(all_ids, priority_ids, split_fractions, seed=seed)
+    else:
+        assignment = greedy_material_split(all_ids, split_fractions, seed)
     for group in groups:
         ds.append_spectra(
             group.element,
@@ -357,6 +362,13 @@ def write_store(
     return XASDataset.open(out)
 
 
+DEFAULT_SOURCE = {
+    "kind": "FEFF10 simulation (feff10-rs) of AMCSD mineral structures (larixite)",
+    "license": "CC-BY-4.0 (spectra computed by this project); structures: AMCSD",
+    "description": "FEFF10 K-edge XANES of mineral structures at two fidelities",
+}
+
+
 def build_from_simulations(
     workdir: str | Path,
     out: str | Path,
@@ -366,10 +378,14 @@ def build_from_simulations(
     split_fractions=(0.8, 0.1, 0.1),
     seed: int = 42,
     overwrite: bool = False,
+    about: dict[str, str] = DEFAULT_SOURCE,
 ) -> XASDataset:
-    """Curate every (preset, element) of a simulation work folder into one store."""
-    from xas_data.simulation.runner import load_structure
+    """Curate every (preset, element) of a simulation work folder into one store.
 
+    ``about`` gives the store's ``kind`` of source, ``license`` and ``description``. Materials
+    with spectra at more than one preset are split on their own with a larger test share, so
+    cross-fidelity models find test materials with both fidelities.
+    """
     workdir = Path(workdir)
     groups, records = [], []
     failures: dict[str, int] = {}
@@ -389,31 +405,53 @@ def build_from_simulations(
             group, more = curate_group(group, config)
             groups.append(group)
             records.extend(recs + more)
-    structures = {}
-    for mid in {m for g in groups for m in g.material_ids}:
-        payload = json.loads((workdir / "structures" / f"{mid}.json").read_text())
-        structures[mid] = (load_structure(workdir, mid), payload.get("source", ""))
-    plan = workdir / "plan.json"
     source = {
-        "kind": "FEFF10 simulation (feff10-rs) of AMCSD mineral structures (larixite)",
+        "kind": about["kind"],
         "presets": {p: get_preset(p).to_dict() for p in presets},
         "failed_sites": failures,
-        "recipe": json.loads(plan.read_text())["recipe"] if plan.exists() else None,
+        "recipe": _plan_recipe(workdir),
         "curation": asdict(config),
     }
     return write_store(
         groups,
-        structures,
+        _work_structures(workdir, groups),
         out,
         name,
         records,
         split_fractions,
         seed,
-        license="CC-BY-4.0 (spectra computed by this project); structures: AMCSD",
-        description="FEFF10 K-edge XANES of mineral structures at two fidelities",
+        license=about["license"],
+        description=about["description"],
         source=source,
         overwrite=overwrite,
+        priority_ids=_multi_fidelity_materials(groups),
     )
+
+
+def _work_structures(workdir: Path, groups: list[GroupData]) -> dict[str, tuple[object, str]]:
+    from xas_data.simulation.runner import load_structure
+
+    structures = {}
+    for mid in {m for g in groups for m in g.material_ids}:
+        payload = json.loads((workdir / "structures" / f"{mid}.json").read_text())
+        structures[mid] = (load_structure(workdir, mid), payload.get("source", ""))
+    return structures
+
+
+def _plan_recipe(workdir: Path) -> dict | None:
+    for name in ("campaign-plan.json", "plan.json"):
+        if (workdir / name).exists():
+            return json.loads((workdir / name).read_text())["recipe"]
+    return None
+
+
+def _multi_fidelity_materials(groups: list[GroupData]) -> set[str]:
+    """Materials with spectra of one element at two or more fidelities."""
+    fidelities: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for group in groups:
+        for mid in group.material_ids:
+            fidelities[(group.element, mid)].add(group.fidelity)
+    return {mid for (_, mid), fids in fidelities.items() if len(fids) > 1}
 
 
 def group_from_store(selection) -> GroupData:

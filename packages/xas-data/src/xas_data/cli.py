@@ -152,6 +152,104 @@ def simulate_default(
     _run(run, workdir, workers)
 
 
+@app.command("campaign-plan")
+def campaign_plan(
+    workdir: Annotated[Path, typer.Argument(help="simulation folder (the plan is written once)")],
+    fast_per_element: Annotated[int, typer.Option(help="most fast sites per element")] = 600,
+    accurate_per_element: Annotated[int, typer.Option(help="most accurate sites")] = 80,
+    max_atoms: Annotated[int, typer.Option(help="max atoms in a primitive cell")] = 100,
+    max_sites: Annotated[int, typer.Option(help="inequivalent sites per material")] = 8,
+) -> None:
+    """Plan the 8-element FEFF campaign: AMCSD minerals plus the transition-metal sites of the
+    OmniXAS Materials Project structures (found through XAS_SHARED_DATA)."""
+    from collections import Counter
+
+    from xas_data.campaign import CampaignRecipe, plan_campaign
+
+    recipe = CampaignRecipe(
+        fast_per_element=fast_per_element,
+        accurate_per_element=accurate_per_element,
+        max_atoms=max_atoms,
+        max_sites_per_material=max_sites,
+    )
+    fast, accurate = _run(plan_campaign, workdir, recipe=recipe)
+    for name, tasks in (("fast", fast), ("accurate", accurate)):
+        counts = Counter(t.element for t in tasks)
+        typer.echo(
+            f"{name}: {len(tasks)} sites  " + "  ".join(f"{e} {n}" for e, n in counts.items())
+        )
+
+
+class Executor(StrEnum):
+    local = "local"
+    dask = "dask"
+    slurm = "slurm"
+
+
+@app.command("simulate-plan")
+def simulate_plan(
+    workdir: Annotated[Path, typer.Argument(help="folder holding campaign-plan.json")],
+    preset: Annotated[Preset, typer.Option(help="FEFF fidelity preset")] = Preset.fast,
+    executor: Annotated[Executor, typer.Option(help="where the sites run")] = Executor.local,
+    workers: Annotated[int, typer.Option(help="processes (local, dask LocalCluster)")] = 2,
+    address: Annotated[str | None, typer.Option(help="dask scheduler address")] = None,
+    n_shards: Annotated[int, typer.Option(help="split the plan into this many shards")] = 1,
+    shard: Annotated[int, typer.Option(help="run only this shard (0-based)")] = 0,
+    submit: Annotated[bool, typer.Option(help="slurm: sbatch the written script")] = False,
+    partition: Annotated[str | None, typer.Option(help="slurm partition")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="re-run sites that failed before")] = False,
+) -> None:
+    """Run one preset of a planned campaign on an executor (resumable: done sites are skipped)."""
+    from xas_data.campaign import read_plan
+    from xas_data.simulation.executors import shard as take_shard
+    from xas_data.simulation.executors import write_array_job
+    from xas_data.simulation.runner import run_simulations
+
+    fast, accurate = _run(read_plan, workdir)
+    if executor is Executor.slurm:
+        script = _run(write_array_job, workdir, preset.value, n_shards, partition)
+        typer.echo(f"wrote {script}")
+        if submit:
+            import subprocess
+
+            done = subprocess.run(["sbatch", str(script)], capture_output=True, text=True)
+            typer.echo(done.stdout.strip() or done.stderr.strip())
+            raise typer.Exit(0 if done.returncode == 0 else 2)
+        return
+    tasks = _run(take_shard, fast if preset is Preset.fast else accurate, n_shards, shard)
+    report = _run(
+        run_simulations,
+        tasks,
+        workdir,
+        preset.value,
+        workers,
+        retry_failed,
+        executor=executor.value,
+        address=address,
+    )
+    typer.echo(report.summary())
+
+
+@app.command()
+def regrid(
+    dataset: Annotated[Path, typer.Argument(help="store holding raw spectra")],
+    out: Annotated[Path | None, typer.Option(help="new store (default: replace in place)")] = None,
+    above_ev: Annotated[float, typer.Option(help="grid end above the median E0 (eV)")] = 60.0,
+    max_points: Annotated[int, typer.Option(help="most grid points")] = 256,
+) -> None:
+    """Re-derive each element's edge-anchored grid from the raw spectra kept in a store."""
+    from xas_data.build import CurationConfig, regrid_store
+
+    config = CurationConfig(grid_above_ev=above_ev, grid_max_points=max_points)
+    ds = _run(regrid_store, dataset, out or dataset, config)
+    for selection in ds.iter_selections():
+        e = selection.energy
+        typer.echo(
+            f"{selection.element:<3}{selection.fidelity:<15}{len(selection):>6} spectra  "
+            f"{e[0]:.2f} .. {e[-1]:.2f} eV  ({e.size} points, {e[1] - e[0]:.2f} eV)"
+        )
+
+
 @app.command()
 def build(
     workdir: Annotated[Path, typer.Argument(help="simulation folder")],
@@ -335,3 +433,7 @@ def fetch(
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

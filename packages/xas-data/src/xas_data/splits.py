@@ -51,6 +51,28 @@ def greedy_material_split(
     return assignment
 
 
+def two_pool_split(
+    material_ids: Sequence[str],
+    priority_ids: set[str],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    priority_fractions: Sequence[float] = (0.6, 0.15, 0.25),
+    seed: int = 42,
+) -> dict[str, str]:
+    """``greedy_material_split`` run separately on two pools of materials.
+
+    Materials in ``priority_ids`` (e.g. those simulated at both fidelities, which cross-fidelity
+    models need in their test split) are split with ``priority_fractions``, the others with
+    ``fractions``. Still one split per material.
+    """
+    ids = [str(m) for m in material_ids]
+    first = [m for m in ids if m in priority_ids]
+    rest = [m for m in ids if m not in priority_ids]
+    assignment = greedy_material_split(first, priority_fractions, seed) if first else {}
+    if rest:
+        assignment |= greedy_material_split(rest, fractions, seed)
+    return assignment
+
+
 def split_site_rows(site_material_ids: Sequence[str], assignment: dict[str, str]) -> np.ndarray:
     """Split name of each site from a material assignment ([n_sites] str); '' if unassigned."""
     return np.array([assignment.get(str(m), "") for m in site_material_ids], dtype=object).astype(

@@ -20,7 +20,6 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -114,8 +113,12 @@ def _log_tail(path: Path, n_lines: int = 25) -> str:
     return "\n".join(lines[-n_lines:])
 
 
-def _run_one(task: SiteTask, workdir: str, preset: FeffPreset) -> tuple[str, str, float]:
-    """Worker: run FEFF for one task. Returns (task_id, "done"|"failed", seconds)."""
+def run_site(task: SiteTask, workdir: str, preset: FeffPreset) -> tuple[str, str, float]:
+    """Worker: run FEFF for one task. Returns (task_id, "done"|"failed", seconds).
+
+    The result (npz, then the json marker) is written atomically, so a killed worker leaves
+    the task not done, never half-done; any executor may run it again.
+    """
     base = Path(workdir) / preset.name
     run_dir = base / "runs" / task.task_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +195,20 @@ def result_exists(workdir: str | Path, preset: FeffPreset, task: SiteTask) -> bo
     return (Path(workdir) / preset.name / "results" / f"{task.task_id}.json").exists()
 
 
+def _todo(tasks, workdir: Path, preset: FeffPreset, retry_failed: bool, report) -> list[SiteTask]:
+    """Tasks without a result (and without a recorded failure unless ``retry_failed``)."""
+    base = workdir / preset.name
+    todo: list[SiteTask] = []
+    for task in tasks:
+        failed_marker = base / "failures" / f"{task.task_id}.json"
+        if result_exists(workdir, preset, task) or (failed_marker.exists() and not retry_failed):
+            report.skipped += 1
+        else:
+            failed_marker.unlink(missing_ok=True)
+            todo.append(task)
+    return todo
+
+
 def run_simulations(
     tasks: Sequence[SiteTask],
     workdir: str | Path,
@@ -199,28 +216,27 @@ def run_simulations(
     workers: int = 2,
     retry_failed: bool = False,
     progress: bool = True,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SimulationReport:
     """Run FEFF for every task not yet done, ``workers`` sites at a time.
 
+    ``executor`` is ``local`` (a process pool here) or ``dask`` (a Dask distributed cluster:
+    ``address`` of a running scheduler, else a ``LocalCluster`` of ``workers`` processes); see
+    ``xas_data.simulation.executors``, which also writes Slurm array jobs. Every executor runs
+    the same ``run_site`` into the same folder layout, so results are identical and resumable.
     Finished sites are skipped; failures are written to ``<preset>/failures`` and counted.
     A progress bar (tqdm, with ETA) goes to stderr and one line per site to ``progress.log``.
     """
+    from xas_data.simulation.executors import site_results
+
     preset = get_preset(preset) if isinstance(preset, str) else preset
     workdir = Path(workdir)
     base = workdir / preset.name
     for sub in ("runs", "results", "failures"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     report = SimulationReport()
-    todo: list[SiteTask] = []
-    for task in tasks:
-        failed_marker = base / "failures" / f"{task.task_id}.json"
-        if result_exists(workdir, preset, task):
-            report.skipped += 1
-        elif failed_marker.exists() and not retry_failed:
-            report.skipped += 1
-        else:
-            failed_marker.unlink(missing_ok=True)
-            todo.append(task)
+    todo = _todo(tasks, workdir, preset, retry_failed, report)
     if not todo:
         return report
 
@@ -228,42 +244,18 @@ def run_simulations(
 
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"FEFF {preset.name}", unit="site", disable=not progress)
-    with (
-        ProcessPoolExecutor(max_workers=max(1, workers)) as pool,
-        open(base / "progress.log", "a") as log,
-    ):
-        queue = list(todo)
-        running = {}
-        while queue or running:
-            while queue and len(running) < max(1, workers):
-                task = queue.pop(0)
-                running[pool.submit(_run_one, task, str(workdir), preset)] = task
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = running.pop(future)
-                try:
-                    task_id, status, seconds = future.result()
-                except Exception as exc:  # the worker process itself died
-                    task_id, status, seconds = task.task_id, "failed", 0.0
-                    atomic_write_text(
-                        base / "failures" / f"{task.task_id}.json",
-                        json.dumps(asdict(task) | {"error": f"worker died: {exc}"}),
-                    )
-                if status == "done":
-                    report.done += 1
-                    report.site_seconds.append(seconds)
-                else:
-                    report.failed += 1
-                    report.failures.append(task_id)
-                bar.update(1)
-                elapsed = time.perf_counter() - start
-                n_finished = report.done + report.failed
-                eta = elapsed / n_finished * (len(todo) - n_finished)
-                log.write(
-                    f"{time.strftime('%H:%M:%S')} {n_finished}/{len(todo)} {task_id} {status} "
-                    f"{seconds:.1f}s eta {eta / 60:.1f} min\n"
-                )
-                log.flush()
+    with open(base / "progress.log", "a") as log:
+        for task, status, seconds in site_results(
+            executor, todo, workdir, preset, workers, address
+        ):
+            if status == "done":
+                report.done += 1
+                report.site_seconds.append(seconds)
+            else:
+                report.failed += 1
+                report.failures.append(task.task_id)
+            bar.update(1)
+            _log_progress(log, report, len(todo), task.task_id, status, seconds, start)
     bar.close()
     report.seconds = time.perf_counter() - start
     if report.done == 0 and report.failed > 0 and report.failed == len(todo):
@@ -274,3 +266,22 @@ def run_simulations(
             f"see {base / 'failures'}"
         )
     return report
+
+
+def _log_progress(log, report, n_todo, task_id, status, seconds, start) -> None:
+    """One line per finished site with the ETA (minutes) into ``progress.log``."""
+    n_finished = report.done + report.failed
+    eta = (time.perf_counter() - start) / n_finished * (n_todo - n_finished)
+    log.write(
+        f"{time.strftime('%H:%M:%S')} {n_finished}/{n_todo} {task_id} {status} "
+        f"{seconds:.1f}s eta {eta / 60:.1f} min\n"
+    )
+    log.flush()
+
+
+def record_worker_death(workdir: str | Path, preset: FeffPreset, task: SiteTask, exc) -> None:
+    """Failure record of a task whose worker process died (no FEFF log to show)."""
+    atomic_write_text(
+        Path(workdir) / preset.name / "failures" / f"{task.task_id}.json",
+        json.dumps(asdict(task) | {"task_id": task.task_id, "error": f"worker died: {exc}"}),
+    )
