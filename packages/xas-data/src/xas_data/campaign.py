@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from itertools import zip_longest
 from pathlib import Path
 
+import numpy as np
+
 from xas_data.default_dataset import DEFAULT_ELEMENTS, feff_cost_estimate
 from xas_data.errors import StructureError
 from xas_data.io_utils import atomic_write_text
@@ -155,3 +157,111 @@ def read_plan(workdir: str | Path) -> tuple[list[SiteTask], list[SiteTask]]:
         raise StructureError(f"{path}: no campaign plan; run `xas-data campaign plan` first")
     plan = json.loads(path.read_text())
     return [SiteTask(**t) for t in plan["fast"]], [SiteTask(**t) for t in plan["accurate"]]
+
+
+ARCHIVE_PRESETS = ("fast", "accurate")
+
+
+def _pad(rows: list[np.ndarray], dtype) -> np.ndarray:
+    width = max((r.size for r in rows), default=0)
+    out = np.full((len(rows), width), np.nan, dtype=dtype)
+    for i, r in enumerate(rows):
+        out[i, : r.size] = r
+    return out
+
+
+def _preset_arrays(workdir: Path, preset: str) -> dict[str, np.ndarray]:
+    """Results (FEFF's own points, NaN-padded) and failure records of one preset."""
+    base = workdir / preset
+    metas = sorted((base / "results").glob("*.json"))
+    columns: dict[str, list] = {k: [] for k in ("energy", "mu", "mu0", "chi", "xsedge_norm")}
+    for meta in metas:
+        with np.load(meta.with_suffix(".npz")) as r:
+            for key in columns:
+                columns[key].append(np.atleast_1d(r[key]))
+    failures = [
+        json.dumps({k: v for k, v in json.loads(p.read_text()).items() if k != "traceback"})
+        for p in sorted((base / "failures").glob("*.json"))
+    ]
+    return {
+        f"{preset}/meta": np.array([m.read_text() for m in metas], dtype=str),
+        f"{preset}/energy": _pad(columns["energy"], np.float64),
+        f"{preset}/mu": _pad(columns["mu"], np.float32),
+        f"{preset}/mu0": _pad(columns["mu0"], np.float32),
+        f"{preset}/chi": _pad(columns["chi"], np.float32),
+        f"{preset}/xsedge_norm": np.array([x[0] for x in columns["xsedge_norm"]], np.float64),
+        f"{preset}/failures": np.array(failures, dtype=str),
+    }
+
+
+def pack_campaign(workdir: str | Path, archive: str | Path) -> dict[str, int]:
+    """Write the plan, structures, results and failures of ``workdir`` into one compressed
+    ``.npz`` (temporary file, then rename), so a campaign can go on in another session or on
+    another machine (``unpack_campaign``). Returns the result counts per preset."""
+    workdir, archive = Path(workdir), Path(archive)
+    structures = sorted((workdir / "structures").glob("*.json"))
+    arrays = {
+        "plan": np.array((workdir / "campaign-plan.json").read_text()),
+        "structure_ids": np.array([p.stem for p in structures], dtype=str),
+        "structures": np.array([p.read_text() for p in structures], dtype=str),
+    }
+    for preset in ARCHIVE_PRESETS:
+        if (workdir / preset / "results").is_dir():
+            arrays |= _preset_arrays(workdir, preset)
+    tmp = archive.with_name(f".{archive.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(archive)
+    return {p: len(arrays.get(f"{p}/meta", [])) for p in ARCHIVE_PRESETS}
+
+
+def unpack_campaign(archive: str | Path, workdir: str | Path) -> dict[str, int]:
+    """Restore what ``pack_campaign`` saved into ``workdir``; results already there are kept.
+
+    Returns the number of results written per preset.
+    """
+    from xas_data.io_utils import atomic_write_bytes
+    from xas_data.simulation.runner import _npz_bytes
+
+    workdir = Path(workdir)
+    written: dict[str, int] = {}
+    with np.load(archive) as data:
+        workdir.mkdir(parents=True, exist_ok=True)
+        if not (workdir / "campaign-plan.json").exists():
+            atomic_write_text(workdir / "campaign-plan.json", str(data["plan"]))
+        (workdir / "structures").mkdir(exist_ok=True)
+        for sid, text in zip(data["structure_ids"], data["structures"], strict=True):
+            path = workdir / "structures" / f"{sid}.json"
+            if not path.exists():
+                atomic_write_text(path, str(text))
+        for preset in ARCHIVE_PRESETS:
+            if f"{preset}/meta" not in data.files:
+                continue
+            written[preset] = _restore_preset(
+                data, preset, workdir / preset, atomic_write_bytes, _npz_bytes
+            )
+    return written
+
+
+def _restore_preset(data, preset: str, base: Path, write_bytes, npz_bytes) -> int:
+    for sub in ("results", "failures", "runs"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i, meta_text in enumerate(data[f"{preset}/meta"]):
+        meta = json.loads(str(meta_text))
+        target = base / "results" / f"{meta['task_id']}.json"
+        if target.exists():
+            continue
+        ok = np.isfinite(data[f"{preset}/energy"][i])
+        arrays = {k: data[f"{preset}/{k}"][i][ok] for k in ("energy", "mu", "mu0", "chi")}
+        write_bytes(
+            target.with_suffix(".npz"),
+            npz_bytes(**arrays, xsedge_norm=np.float64(data[f"{preset}/xsedge_norm"][i])),
+        )
+        atomic_write_text(target, str(meta_text))  # the json marker last: the task is done
+        n += 1
+    for text in data[f"{preset}/failures"]:
+        failure = json.loads(str(text))
+        path = base / "failures" / f"{failure['task_id']}.json"
+        if not path.exists() and not (base / "results" / path.name).exists():
+            atomic_write_text(path, json.dumps(failure, indent=1))
+    return n
