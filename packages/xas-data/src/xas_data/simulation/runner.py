@@ -123,7 +123,7 @@ def run_site(task: SiteTask, workdir: str, preset: FeffPreset) -> tuple[str, str
     run_dir = base / "runs" / task.task_id
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "feff.log"
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     # FEFF prints to the process's stdout: send it to the site's log, not the terminal
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     saved = os.dup(1), os.dup(2)
@@ -156,6 +156,7 @@ def run_site(task: SiteTask, workdir: str, preset: FeffPreset) -> tuple[str, str
             "task_id": task.task_id,
             "preset": preset.to_dict(),
             "seconds": seconds,
+            "cpu_seconds": _cpu_seconds() - cpu_start,
             "feff_seconds": result.total_duration_secs,
         }
         atomic_write_text(base / "results" / f"{task.task_id}.json", json.dumps(meta))
@@ -181,6 +182,12 @@ def run_site(task: SiteTask, workdir: str, preset: FeffPreset) -> tuple[str, str
         for fd in saved:
             os.close(fd)
     return task.task_id, status, seconds
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system, s) of this process and its finished children (FEFF's stages)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
