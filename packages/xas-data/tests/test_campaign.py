@@ -11,9 +11,11 @@ import pytest
 
 from xas_data.campaign import (
     CampaignRecipe,
+    grid_coverage,
     pack_campaign,
     plan_campaign,
     read_plan,
+    simulation_costs,
     unpack_campaign,
 )
 from xas_data.simulation.presets import get_preset
@@ -94,3 +96,29 @@ def test_plan_takes_both_sources_and_whole_materials_for_accurate(shared_data, t
     assert all((tmp_path / "structures" / f"{t.material_id}.json").exists() for t in fast)
     again = plan_campaign(tmp_path, shared_data, recipe)
     assert again == (fast, accurate)
+
+
+def test_costs_count_results_failures_and_cpu_time(tmp_path):
+    _fake_workdir(tmp_path)
+    meta = tmp_path / "fast" / "results" / "Ni_m0_000.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"cpu_seconds": 7200.0}))
+    (row,) = simulation_costs(tmp_path)
+    assert (row["preset"], row["element"], row["results"], row["failures"]) == ("fast", "Ni", 4, 1)
+    assert row["cpu_hours"] == pytest.approx(2.0) and row["wall_only"] == 3
+
+
+def test_grid_coverage_reports_the_share_of_edges_inside(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from xas_data.schema import EnergyGrid
+    from xas_data.store import XASDataset
+
+    ds = XASDataset.create(tmp_path / "s.zarr", "s")
+    ds.add_materials(["a", "b"], [Structure(Lattice.cubic(4), ["Ni"], [[0, 0, 0]])] * 2, ["x"] * 2)
+    grid = EnergyGrid(8330.0, 0.5, 161)
+    e0 = np.array([8340.0, 8332.0])  # the second edge is only 2 eV inside
+    ds.append_spectra(
+        "Ni", "FEFF-fast", grid.energies, ["a", "b"], [0, 0], np.ones((2, 161)), extras={"e0": e0}
+    )
+    (row,) = grid_coverage(ds)
+    assert row["spectra"] == 2 and row["edges_inside"] == 0.5 and "161 pts" in row["grid"]

@@ -265,3 +265,64 @@ def _restore_preset(data, preset: str, base: Path, write_bytes, npz_bytes) -> in
         if not path.exists() and not (base / "results" / path.name).exists():
             atomic_write_text(path, json.dumps(failure, indent=1))
     return n
+
+
+def simulation_costs(workdir: str | Path) -> list[dict]:
+    """Per preset and element: results, failures, CPU-hours and CPU seconds per site.
+
+    CPU time is the ``cpu_seconds`` a result records (FEFF's processes included); results
+    written before that field existed count their wall seconds instead (``wall_only``).
+    """
+    rows = []
+    for preset in ARCHIVE_PRESETS:
+        base = Path(workdir) / preset
+        per: dict[str, dict] = {}
+        for meta_path in sorted((base / "results").glob("*.json")):
+            meta = json.loads(meta_path.read_text())
+            row = per.setdefault(
+                meta["element"], {"results": 0, "failures": 0, "cpu_s": 0.0, "wall_only": 0}
+            )
+            row["results"] += 1
+            row["cpu_s"] += float(meta.get("cpu_seconds", meta.get("seconds", 0.0)))
+            row["wall_only"] += "cpu_seconds" not in meta
+        for failure in sorted((base / "failures").glob("*.json")):
+            element = failure.name.split("_")[0]
+            per.setdefault(element, {"results": 0, "failures": 0, "cpu_s": 0.0, "wall_only": 0})
+            per[element]["failures"] += 1
+        for element, row in sorted(per.items()):
+            rows.append(
+                {
+                    "preset": preset,
+                    "element": element,
+                    "results": row["results"],
+                    "failures": row["failures"],
+                    "cpu_hours": row["cpu_s"] / 3600,
+                    "cpu_s_per_site": row["cpu_s"] / max(1, row["results"]),
+                    "wall_only": row["wall_only"],
+                }
+            )
+    return rows
+
+
+def grid_coverage(store) -> list[dict]:
+    """Per (element, fidelity) of a store: spectra, grid and the share of edges (the stored
+    ``e0``) at least ``EDGE_MARGIN_EV`` inside the grid (NaN where no E0 is stored)."""
+    from xas_data.schema import EDGE_MARGIN_EV, EnergyGrid, edges_inside
+
+    rows = []
+    for selection in store.iter_selections():
+        energy = selection.energy
+        grid = EnergyGrid(float(energy[0]), float(energy[1] - energy[0]), int(energy.size))
+        has_e0 = "e0" in set(selection._group.array_keys())
+        share = float(edges_inside(selection.extra("e0"), grid).mean()) if has_e0 else float("nan")
+        rows.append(
+            {
+                "element": selection.element,
+                "fidelity": selection.fidelity,
+                "spectra": len(selection),
+                "grid": f"{energy[0]:.2f}..{energy[-1]:.2f} eV, {energy.size} pts",
+                "edges_inside": share,
+                "margin_ev": EDGE_MARGIN_EV,
+            }
+        )
+    return rows
