@@ -170,10 +170,15 @@ def _pad_rows(rows: list[np.ndarray], dtype) -> np.ndarray:
     return out
 
 
-def read_simulation_group(workdir: str | Path, preset: str, element: str) -> RawGroup:
-    """The FEFF results of one preset and element in a simulation work folder."""
+def read_simulation_group(
+    workdir: str | Path, preset: str, element: str, task_ids: set[str] | None = None
+) -> RawGroup:
+    """The FEFF results of one preset and element in a simulation work folder (only those of
+    ``task_ids`` when given)."""
     results = Path(workdir) / get_preset(preset).name / "results"
     metas = sorted(results.glob(f"{element}_*.json"))
+    if task_ids is not None:
+        metas = [m for m in metas if m.stem in task_ids]
     if not metas:
         raise StoreError(f"no {element} results for preset {preset} in {results}")
     ids, sites, mults, energies, mus, norms, e0 = [], [], [], [], [], [], []
@@ -379,10 +384,12 @@ def build_from_simulations(
     seed: int = 42,
     overwrite: bool = False,
     about: dict[str, str] = DEFAULT_SOURCE,
+    task_ids: set[str] | None = None,
 ) -> XASDataset:
     """Curate every (preset, element) of a simulation work folder into one store.
 
-    ``about`` gives the store's ``kind`` of source, ``license`` and ``description``. Materials
+    ``about`` gives the store's ``kind`` of source, ``license`` and ``description``;
+    ``task_ids`` restricts the store to those sites (e.g. one plan of a shared folder). Materials
     with spectra at more than one preset are split on their own with a larger test share, so
     cross-fidelity models find test materials with both fidelities.
     """
@@ -392,10 +399,13 @@ def build_from_simulations(
     raws: dict[str, list[RawGroup]] = defaultdict(list)
     for preset in presets:
         base = workdir / get_preset(preset).name
-        elements = sorted({p.name.split("_")[0] for p in (base / "results").glob("*.json")})
-        failures[preset] = len(list((base / "failures").glob("*.json")))
+        done = [p.stem for p in (base / "results").glob("*.json")]
+        elements = sorted({t.split("_")[0] for t in done if task_ids is None or t in task_ids})
+        failures[preset] = sum(
+            task_ids is None or p.stem in task_ids for p in (base / "failures").glob("*.json")
+        )
         for element in elements:
-            raws[element].append(read_simulation_group(workdir, preset, element))
+            raws[element].append(read_simulation_group(workdir, preset, element, task_ids))
     for element in sorted(raws):
         grid = element_grid(raws[element], config)
         for raw in raws[element]:

@@ -326,3 +326,23 @@ def grid_coverage(store) -> list[dict]:
             }
         )
     return rows
+
+
+CAMPAIGN_NAME = "xas-3dtm-feff10"
+CAMPAIGN_ABOUT = {
+    "kind": "FEFF10 simulation (feff10-rs) of AMCSD minerals (larixite) and Materials Project "
+    "structures (the OmniXAS Cu set's transition-metal sites)",
+    "license": "spectra CC-BY-4.0 (computed by this project); structures: Materials Project "
+    "CC-BY-4.0, AMCSD",
+    "description": "FEFF10 K-edge XANES of Ti-Cu sites at two fidelities on edge-anchored grids, "
+    "raw FEFF spectra kept beside the gridded ones",
+}
+
+
+def build_campaign(workdir: str | Path, out: str | Path, overwrite: bool = False):
+    """Curate every result of the campaign folder into the ``xas-3dtm-feff10`` store."""
+    from xas_data.build import build_from_simulations
+
+    return build_from_simulations(
+        workdir, out, name=CAMPAIGN_NAME, about=CAMPAIGN_ABOUT, overwrite=overwrite
+    )

@@ -6,7 +6,7 @@ simulate (``feff_cost_estimate``), so the high-fidelity side of cross-fidelity l
 subset of the low-fidelity sites.
 Tasks are interleaved across elements, so a partial run still covers every element.
 
-Run: ``xas-data simulate-default --workdir DIR`` (resumable), then ``xas-data build-default``.
+Run: ``xas-data simulate-default --workdir DIR`` (resumable), then ``xas-data build-default DIR``.
 """
 
 from __future__ import annotations
@@ -98,6 +98,21 @@ def simulate_default(workdir: str | Path, workers: int = 2, progress: bool = Tru
         reports[preset] = report.summary()
         print(f"[{preset}] {report.summary()}", flush=True)
     return reports
+
+
+def build_default(workdir: str | Path, out: str | Path, overwrite: bool = False):
+    """Curate the default plan's sites of ``workdir`` (which may hold other sites too, e.g. the
+    campaign's) into the default store at ``out``, on edge-anchored grids."""
+    from xas_data.build import build_from_simulations
+
+    fast, accurate = plan_default(workdir)
+    return build_from_simulations(
+        workdir,
+        out,
+        name="xas-default",
+        task_ids={t.task_id for t in fast + accurate},
+        overwrite=overwrite,
+    )
 
 
 if __name__ == "__main__":
