@@ -166,3 +166,26 @@ def test_regrid_refuses_a_store_without_raw_spectra(tmp_path):
     ds.append_spectra("Cu", "FEFF-fast", default_grid("Cu").energies, ["m"], [0], np.ones((1, 141)))
     with pytest.raises(StoreError, match="keeps no raw spectra"):
         regrid_store(ds.path, tmp_path / "out.zarr")
+
+
+def test_elements_share_one_grid_length_for_universal_models(sim_dir, tmp_path):
+    """A second element with a wider spread of edges: each keeps its own start, all share the
+    step and the number of points."""
+    rng = np.random.default_rng(3)
+    energy = np.linspace(8325.0, 8400.0, 180)
+    for i in range(12):
+        record = MaterialRecord(
+            f"n{i:02d}",
+            Structure(Lattice.cubic(4.2 + 0.01 * i), ["Ni", "O"], [[0, 0, 0], [0.5] * 3]),
+            "x",
+        )
+        save_structures([record], sim_dir)
+        mu = 1 + np.arctan((energy - 8340 - rng.normal(0, 4)) / 1.0) / np.pi
+        _fake_result(sim_dir, "fast", SiteTask(record.material_id, "Ni", 0), energy, mu)
+    ds = build_from_simulations(sim_dir, tmp_path / "two.zarr", presets=("fast",))
+    cu, ni = ds.select("Cu").energy, ds.select("Ni").energy
+    assert cu.size == ni.size and np.isclose(cu[1] - cu[0], ni[1] - ni[0])
+    assert cu[0] != ni[0]
+    for element in ("Cu", "Ni"):
+        sel = ds.select(element)
+        assert np.all(sel.extra("e0") >= sel.energy[0] + 5)

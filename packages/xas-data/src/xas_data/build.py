@@ -223,6 +223,19 @@ def element_grid(groups: list[RawGroup], config: CurationConfig) -> EnergyGrid:
     )
 
 
+def element_grids(raws: dict[str, list[RawGroup]], config: CurationConfig) -> dict[str, EnergyGrid]:
+    """One grid per element (``element_grid``); in ``edge`` mode all share the largest step and
+    point count (each keeps its own start), so universal models see one output width across
+    elements, as on the OmniXAS grids. A longer grid only adds points above the edge."""
+    grids = {element: element_grid(groups, config) for element, groups in raws.items()}
+    if config.grid != "edge" or not grids:
+        return grids
+    step = max(g.step for g in grids.values())
+    span = max(g.stop - g.start for g in grids.values())
+    n_points = int(np.ceil(round(span / step, 6))) + 1
+    return {e: EnergyGrid(g.start, step, n_points) for e, g in grids.items()}
+
+
 def check_edges_inside(raw: RawGroup, grid: EnergyGrid, coverage: float = 0.99) -> int:
     """Raise ``StoreError`` when fewer than ``coverage`` of the group's edges sit inside."""
     inside = edges_inside(raw.e0, grid)
@@ -406,8 +419,9 @@ def build_from_simulations(
         )
         for element in elements:
             raws[element].append(read_simulation_group(workdir, preset, element, task_ids))
+    grids = element_grids(raws, config)
     for element in sorted(raws):
-        grid = element_grid(raws[element], config)
+        grid = grids[element]
         for raw in raws[element]:
             if config.check_edges:
                 check_edges_inside(raw, grid)
@@ -589,8 +603,9 @@ def regrid_store(
     for selection in ds.iter_selections():
         raws[selection.element].append(raw_group_from_store(selection))
     groups, records = [], []
+    grids = element_grids(raws, config)
     for element in sorted(raws):
-        grid = element_grid(raws[element], config)
+        grid = grids[element]
         for raw in raws[element]:
             if config.check_edges:
                 check_edges_inside(raw, grid)
