@@ -105,6 +105,22 @@ def resolve_checkpoint(source: str | Path, tracking_uri: str | None = None) -> P
     )
 
 
+CHECKPOINT_FILES = ("model.json", "model.safetensors", "README.md")
+
+
+def check_checkpoint_files(folder: Path) -> None:
+    """Refuse a checkpoint folder holding anything besides :data:`CHECKPOINT_FILES`: a pickle
+    (``*.pt``) or any other file beside them would be copied into the zoo and handed to every
+    user of the model. The weights themselves are safetensors and are never unpickled."""
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in CHECKPOINT_FILES)
+    if extra:
+        raise TrainError(
+            f"{folder} holds {', '.join(extra[:5])} beside the checkpoint; a checkpoint is "
+            f"{', '.join(CHECKPOINT_FILES)} only: remove the other files (or publish the "
+            "folder save_checkpoint wrote)"
+        )
+
+
 def publish(
     source: str | Path,
     zoo_dir: str | Path,
@@ -128,8 +144,9 @@ def publish(
     if not _VERSION_RE.match(version):
         raise TrainError(f"version {version!r} must look like 1.2.3 (semantic version)")
     ckpt = resolve_checkpoint(source, tracking_uri)
+    check_checkpoint_files(ckpt)
     try:
-        _, meta = load_checkpoint(ckpt)
+        _, meta = load_checkpoint(ckpt)  # JSON + safetensors: nothing is unpickled
     except Exception as exc:
         raise TrainError(f"cannot publish {ckpt}: {exc}") from None
     zoo = Path(zoo_dir)

@@ -507,7 +507,10 @@ def train(
         "mlflow_run_id": None,
     }
     if resume:
-        _, client = engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True)
+        from xas_train.safe_checkpoint import load_engine_checkpoint
+
+        # every .pt file is checked and read with weights_only=True: no planted pickle runs
+        _, client = load_engine_checkpoint(engine, ckpt_dir)
         if client is None:
             raise TrainError(f"cannot read the checkpoint in {ckpt_dir}; rerun with --fresh")
         state.update({k: client[k] for k in state if k in client})
@@ -707,11 +710,13 @@ def evaluate_checkpoint(
             f"{ckpt_dir} holds no checkpoint to evaluate; train with "
             "training.checkpoint_every > 0 (xas-train train CONFIG) first"
         )
-    tag = (ckpt_dir / "latest").read_text().strip()
+    from xas_train.safe_checkpoint import checkpoint_tag, safe_load
+
+    tag = checkpoint_tag(ckpt_dir)
     files = sorted((ckpt_dir / tag).glob("*model_states.pt"))
     if not files:
         raise TrainError(f"checkpoint {ckpt_dir / tag} has no model states; rerun with --fresh")
-    state = torch.load(files[0], map_location="cpu", weights_only=False)
+    state = safe_load(files[0])  # weights_only=True: a planted pickle is refused, not run
     if not state.get("best_state"):
         raise TrainError(f"checkpoint {tag} holds no best state yet; train for longer")
     data = load_training_data(config.data, seed=config.training.seed)
