@@ -47,12 +47,16 @@ def info(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
-    """Summarise a store: counts per element, fidelity and split, grids, provenance."""
+    """Summarise a store: counts per element, fidelity and split, grids, provenance, and a
+    fast integrity check (chunk files present, lengths agree; full check: xas-data verify)."""
     from xas_data.store import XASDataset
+    from xas_data.verify import quick_check
 
-    ds = _run(XASDataset.open, dataset or default_dataset_path())
+    ds = _run(XASDataset.open, dataset or default_dataset_path())  # refuses a damaged store
     summary = ds.summary()
+    warnings = [str(w) for w in quick_check(ds).warnings]
     if as_json:
+        summary["integrity"] = {"check": "quick (chunk listing)", "warnings": warnings}
         typer.echo(json.dumps(summary, indent=1, default=str))
         return
     typer.echo(f"dataset {summary['name']}  ({summary['path']})")
@@ -91,6 +95,8 @@ def info(
         + " -> ".join(f"{s} (x{n})" if n > 1 else s for s, n in steps.items())
         + f"\n(details: xas-data info {ds.path} --json)"
     )
+    for line in warnings or ["every chunk present and checksummed"]:
+        typer.echo(f"integrity: {line} (full check: xas-data verify {ds.path})")
 
 
 class Preset(StrEnum):
@@ -429,6 +435,31 @@ def fetch(
         return
     folder = _run(registry.fetch, name, cache_dir=cache_dir, force=force)
     typer.echo(str(folder))
+
+
+@app.command()
+def verify(
+    dataset: Annotated[
+        Path | None, typer.Argument(help="store path (default: the shipped default dataset)")
+    ] = None,
+    rewrite: Annotated[
+        Path | None,
+        typer.Option(help="also copy the store here with chunk checksums (values verified)"),
+    ] = None,
+) -> None:
+    """Check every chunk of every array: checksums, missing chunks, per-site array lengths,
+    all-zero spectra. Exit 2 naming the array on damage."""
+    from xas_data.verify import rewrite_store, verify_store
+
+    path = dataset or default_dataset_path()
+    report = _run(verify_store, path)
+    for line in report.lines():
+        typer.echo(line, err=line.startswith("error"))
+    if not report.ok:
+        raise typer.Exit(2)
+    if rewrite is not None:
+        copy = _run(rewrite_store, path, rewrite)
+        typer.echo(f"wrote {rewrite} (identical values, checksummed): " + copy.lines()[-1])
 
 
 def main() -> None:  # pragma: no cover

@@ -21,6 +21,20 @@ from xas_data.errors import StoreError
 from xas_data.schema import SCHEMA_VERSION, check_element, check_energy, parse_fidelity
 
 DEFAULT_CHUNK_ROWS = 1024
+
+# Every chunk is written, even one that equals the fill value, so that in a store written by
+# this xas-data a missing chunk file is damage (``xas_data.verify``), never silently zeros.
+zarr.config.set({"array.write_empty_chunks": True})
+
+
+def array_kwargs() -> dict:
+    """Codec settings of every ``create_array`` of a store: zstd, then a CRC-32C checksum of
+    the compressed chunk (Zarr v3 ``crc32c`` codec), so a flipped byte fails the read."""
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return {"compressors": (ZstdCodec(level=0), Crc32cCodec())}
+
+
 SPLITS = ("train", "val", "test", "")
 SITE_COLUMNS = {
     "material": "int32",
@@ -95,12 +109,20 @@ class Selection:
     @property
     def energy(self) -> np.ndarray:
         """The group's energy grid (eV), float64 [K]."""
-        return self._group["energy"][:]
+        return _read_rows(self._group["energy"])
 
     def intensities(self, subset: np.ndarray | None = None) -> np.ndarray:
         """Spectra of the selected rows (float32 [n, K]); ``subset`` indexes into the selection."""
         rows = self.spectrum_rows if subset is None else self.spectrum_rows[subset]
-        return _read_rows(self._group["intensity"], rows)
+        values = _read_rows(self._group["intensity"], rows)
+        zero = ~values.any(axis=1) if values.ndim == 2 and values.shape[1] else None
+        if zero is not None and zero.any():
+            raise StoreError(
+                f"{self._group['intensity'].path}: {int(zero.sum())} spectra read as all zeros "
+                f"(spectrum row {int(rows[np.argmax(zero)])}...), a missing or damaged chunk; "
+                "run 'xas-data verify' on the store and rebuild or restore it"
+            )
+        return values
 
     def extra(self, name: str) -> np.ndarray:
         """A per-spectrum extra array of the group: [n] (e.g. ``xsedge_norm``, ``e0``) or
@@ -153,8 +175,20 @@ class Selection:
             yield Batch(site_rows=self.site_rows[idx], intensity=y, features=x)
 
 
-def _read_rows(array: zarr.Array, rows: np.ndarray) -> np.ndarray:
-    """Read ``array[rows]`` touching only the chunks that hold them (rows in any order)."""
+def _read_rows(array: zarr.Array, rows: np.ndarray | None = None) -> np.ndarray:
+    """Read ``array[rows]`` (all rows for ``None``) touching only the chunks that hold them
+    (rows in any order). A chunk failing its checksum raises ``StoreError`` naming the array."""
+    try:
+        return array[:] if rows is None else _read_selected(array, rows)
+    except (ValueError, RuntimeError) as exc:
+        raise StoreError(
+            f"{array.path}: a chunk fails its checksum or does not decode "
+            f"({type(exc).__name__}); run 'xas-data verify' on the store and restore it from a "
+            "backup or rebuild it"
+        ) from None
+
+
+def _read_selected(array: zarr.Array, rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
         return np.empty((0, *array.shape[1:]), dtype=array.dtype)
@@ -214,19 +248,27 @@ class XASDataset:
                 "provenance": [],
             }
         )
-        root.create_array("materials/id", shape=(0,), chunks=(chunk_rows,), dtype=str)
-        root.create_array("materials/structure", shape=(0,), chunks=(256,), dtype=str)
-        root.create_array("materials/source", shape=(0,), chunks=(chunk_rows,), dtype=str)
+        codecs = array_kwargs()
+        root.create_array("materials/id", shape=(0,), chunks=(chunk_rows,), dtype=str, **codecs)
+        root.create_array("materials/structure", shape=(0,), chunks=(256,), dtype=str, **codecs)
+        root.create_array("materials/source", shape=(0,), chunks=(chunk_rows,), dtype=str, **codecs)
         for column, dtype in SITE_COLUMNS.items():
-            root.create_array(f"sites/{column}", shape=(0,), chunks=(chunk_rows,), dtype=dtype)
+            root.create_array(
+                f"sites/{column}", shape=(0,), chunks=(chunk_rows,), dtype=dtype, **codecs
+            )
         root.require_group("spectra")
         root.require_group("features")
         root.require_group("descriptors")
         return cls(root, path, "a")
 
     @classmethod
-    def open(cls, path: str | Path, mode: str = "r") -> XASDataset:
-        """Open an existing store lazily (``mode`` 'r' or 'a'); checks the schema version."""
+    def open(cls, path: str | Path, mode: str = "r", check: bool = True) -> XASDataset:
+        """Open an existing store lazily (``mode`` 'r' or 'a'); checks the schema version.
+
+        Read-only opens (with ``check``) also run ``xas_data.verify.quick_check``: chunk files
+        are listed (no data is read) and a missing chunk or per-site arrays of unequal length
+        raise ``StoreError`` naming the array. ``xas-data verify`` checks every byte.
+        """
         path = Path(path)
         if not path.exists():
             raise StoreError(f"{path}: no dataset store here; create one or check the path")
@@ -242,7 +284,12 @@ class XASDataset:
                 "this version (xas-data ingest/curate) or install the xas-data that wrote it "
                 f"({root.attrs.get('xas_data_version', 'unknown')})"
             )
-        return cls(root, path, mode)
+        dataset = cls(root, path, mode)
+        if check and mode == "r":
+            from xas_data.verify import require_intact
+
+            require_intact(dataset)
+        return dataset
 
     def _require_writable(self) -> None:
         if self.mode == "r":
@@ -284,7 +331,7 @@ class XASDataset:
     @property
     def material_ids(self) -> np.ndarray:
         if self._material_ids is None or self._material_ids.size != self.n_materials:
-            self._material_ids = _as_str(self.root["materials/id"][:])
+            self._material_ids = _as_str(_read_rows(self.root["materials/id"]))
         return self._material_ids
 
     def material_row(self, material_id: str) -> int:
@@ -295,13 +342,21 @@ class XASDataset:
         return int(rows[0])
 
     def add_materials(self, ids: Sequence[str], structures: Sequence, sources: Sequence[str]):
-        """Add materials whose id is not yet present; return the row of every given id."""
+        """Add materials whose id is not yet present; return the row of every given id.
+
+        ``Structure`` objects are validated first (``check_structure``): a NaN coordinate or a
+        singular lattice is refused here rather than crashing a later featurizer or spglib.
+        """
+        from xas_data.structures import check_structure
+
         self._require_writable()
         known = {mid: i for i, mid in enumerate(self.material_ids)}
         new_ids, new_structs, new_sources = [], [], []
         for mid, structure, source in zip(ids, structures, sources, strict=True):
             if mid in known or mid in new_ids:
                 continue
+            if not isinstance(structure, str):
+                check_structure(structure, f"material {mid}")
             text = structure if isinstance(structure, str) else json.dumps(structure.as_dict())
             new_ids.append(mid)
             new_structs.append(text)
@@ -319,11 +374,14 @@ class XASDataset:
         return np.array([known[mid] for mid in ids], dtype=np.int64)
 
     def structure(self, material: int | str):
-        """pymatgen ``Structure`` of a material (row or id)."""
+        """pymatgen ``Structure`` of a material (row or id), validated (``check_structure``)."""
         from pymatgen.core import Structure
 
+        from xas_data.structures import check_structure
+
         row = self.material_row(material) if isinstance(material, str) else int(material)
-        return Structure.from_dict(json.loads(str(self.root["materials/structure"][row])))
+        structure = Structure.from_dict(json.loads(str(self.root["materials/structure"][row])))
+        return check_structure(structure, f"material {self.material_ids[row]} in {self.path}")
 
     # ------------------------------------------------------------------ sites and spectra
     def sites(self, rows: np.ndarray | None = None, columns: Sequence[str] | None = None):
@@ -331,7 +389,7 @@ class XASDataset:
         out = {}
         for column in columns or SITE_COLUMNS:
             array = self.root[f"sites/{column}"]
-            values = array[:] if rows is None else _read_rows(array, np.asarray(rows))
+            values = _read_rows(array, None if rows is None else np.asarray(rows))
             out[column] = _as_str(values) if SITE_COLUMNS[column] is str else values
         return out
 
@@ -472,17 +530,23 @@ class XASDataset:
                 )
             return group
         group = self.root.require_group(path)
-        group.create_array("energy", data=energy)
+        group.create_array("energy", data=energy, **array_kwargs())
         rows = self.chunk_rows
-        group.create_array("rows", shape=(0,), chunks=(rows,), dtype="int64")
+        group.create_array("rows", shape=(0,), chunks=(rows,), dtype="int64", **array_kwargs())
         group.create_array(
-            "intensity", shape=(0, energy.size), chunks=(rows, energy.size), dtype="float32"
+            "intensity",
+            shape=(0, energy.size),
+            chunks=(rows, energy.size),
+            dtype="float32",
+            **array_kwargs(),
         )
         for key, values in (extras or {}).items():
             values = np.asarray(values)
             dtype = values.dtype if values.dtype.kind != "U" else str
             tail = values.shape[1:]  # e.g. raw spectra: [n, R] with NaN padding
-            group.create_array(key, shape=(0, *tail), chunks=(rows, *tail), dtype=dtype)
+            group.create_array(
+                key, shape=(0, *tail), chunks=(rows, *tail), dtype=dtype, **array_kwargs()
+            )
         return group
 
     def set_splits(self, splits: np.ndarray, method: str, **details) -> None:
@@ -520,7 +584,7 @@ class XASDataset:
         if fidelity not in fidelities:
             raise StoreError(f"no {element} {fidelity} spectra; {element} has {fidelities}")
         group = self.root[f"spectra/{element}/{fidelity}"]
-        site_rows = group["rows"][:]
+        site_rows = _read_rows(group["rows"])
         spectrum_rows = np.arange(site_rows.size, dtype=np.int64)
         if split is not None:
             if split not in SPLITS:
@@ -539,13 +603,9 @@ class XASDataset:
         n = self.n_sites
         for kind in ("features", "descriptors"):
             for name in self.root[kind].array_keys():
-                array = self.root[f"{kind}/{name}"]
-                if array.shape[0] < n:
-                    array.resize((n, *array.shape[1:]))
+                _grow_with_fill(self.root[f"{kind}/{name}"], n)
             for name in self.root[kind].group_keys():
-                values = self.root[f"{kind}/{name}/values"]
-                if values.shape[0] < n:
-                    values.resize((n, *values.shape[1:]))
+                _grow_with_fill(self.root[f"{kind}/{name}/values"], n)
 
     def create_features(
         self, name: str, dim: int, attrs: dict | None = None, overwrite: bool = False
@@ -562,13 +622,16 @@ class XASDataset:
             del self.root[path]
         group = self.root.require_group(path)
         group.attrs.update(json.loads(json.dumps(attrs or {}, default=_json_default)))
-        return group.create_array(
+        values = group.create_array(
             "values",
             shape=(self.n_sites, dim),
             chunks=(self.chunk_rows, dim),
             dtype="float32",
             fill_value=np.nan,
+            **array_kwargs(),
         )
+        values[:] = np.nan  # write every chunk: a missing one is then damage, not "not computed"
+        return values
 
     def has_features(self, name: str) -> bool:
         return f"features/{name}/values" in self.root
@@ -614,7 +677,7 @@ class XASDataset:
                 f"compute them with: xas-features featurize --dataset {self.path} ..."
             )
         array = self.root[path]
-        return array[:] if rows is None else _read_rows(array, np.asarray(rows))
+        return _read_rows(array, None if rows is None else np.asarray(rows))
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict:
@@ -643,6 +706,15 @@ class XASDataset:
             "features": self.feature_names(),
             "provenance": [p.get("step") for p in self.provenance],
         }
+
+
+def _grow_with_fill(array: zarr.Array, n: int) -> None:
+    """Resize ``array`` to ``n`` rows and write the fill value into the new rows, so that every
+    chunk exists (a missing chunk is damage: ``xas_data.verify``)."""
+    old = array.shape[0]
+    if old < n:
+        array.resize((n, *array.shape[1:]))
+        array[old:n] = array.fill_value
 
 
 def _append(array: zarr.Array, values: np.ndarray, start: int) -> None:

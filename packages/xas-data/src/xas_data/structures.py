@@ -7,13 +7,16 @@ All structures are pymatgen ``Structure`` objects (lengths in Angstrom).
 from __future__ import annotations
 
 import io
+import itertools
+import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Element, Structure
+from pymatgen.core import Composition, Element, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from xas_data.errors import MissingExtraError, StructureError
@@ -38,27 +41,199 @@ class AbsorbingSite:
     multiplicity: int
 
 
-def check_structure(structure: Structure, name: str, min_distance: float = 0.5) -> Structure:
-    """Raise ``StructureError`` for empty or disordered cells or atoms closer than
-    ``min_distance`` (Angstrom); return the structure otherwise."""
-    if len(structure) == 0:
+MAX_ATOMS_ENV = "XAS_MAX_ATOMS"
+"""Environment variable overriding :data:`DEFAULT_MAX_ATOMS` (the atom-count limit)."""
+DEFAULT_MAX_ATOMS = 5000
+"""Most atoms a structure may hold (per cell) unless ``XAS_MAX_ATOMS`` or ``max_atoms`` says
+otherwise: bigger cells are almost always a wrong supercell and make the featurizers and spglib
+run for hours or exhaust memory."""
+MAX_CELL_LENGTH = 1000.0
+"""Longest lattice vector accepted (Angstrom); neighbour searches allocate memory that grows
+with the cell's extent."""
+MIN_NORMALISED_VOLUME = 1e-3
+"""Smallest ``volume / (a * b * c)`` accepted (1 for a cube): below it the lattice vectors are
+(nearly) coplanar and every fractional/Cartesian conversion is ill-conditioned."""
+
+
+def max_atoms_limit(max_atoms: int | None = None) -> int:
+    """The atom-count limit: ``max_atoms``, else ``$XAS_MAX_ATOMS``, else 5000."""
+    if max_atoms is not None:
+        return int(max_atoms)
+    text = os.environ.get(MAX_ATOMS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_ATOMS
+    try:
+        return int(text)
+    except ValueError:
+        raise StructureError(
+            f"{MAX_ATOMS_ENV}={text!r} is not an integer; set it to the largest atom count "
+            "to accept, e.g. 20000"
+        ) from None
+
+
+def _check_lattice(matrix: np.ndarray, n_atoms: int, name: str) -> None:
+    """Finite, non-singular, not absurdly large, not (nearly) flat, volume per atom sane."""
+    if not np.all(np.isfinite(matrix)):
+        raise StructureError(
+            f"{name}: the lattice holds NaN or infinite numbers; give finite lattice vectors"
+        )
+    lengths = np.linalg.norm(matrix, axis=1)
+    volume = abs(float(np.linalg.det(matrix)))
+    if lengths.min() <= 0 or volume <= 0 or not np.isfinite(volume):
+        raise StructureError(
+            f"{name}: the lattice is singular (volume {volume:.3g} A^3, a zero or coplanar "
+            "lattice vector); give three independent lattice vectors"
+        )
+    if lengths.max() > MAX_CELL_LENGTH:
+        raise StructureError(
+            f"{name}: a lattice vector is {lengths.max():.4g} Angstrom long (> "
+            f"{MAX_CELL_LENGTH:g}); check the length units (Angstrom) or use a smaller cell"
+        )
+    if volume / float(np.prod(lengths)) < MIN_NORMALISED_VOLUME:
+        raise StructureError(
+            f"{name}: the lattice is nearly singular (its vectors are almost coplanar, volume "
+            f"{volume:.3g} A^3); fix the lattice vectors or reduce the cell (Niggli)"
+        )
+    if volume / n_atoms < 1.0:
+        raise StructureError(
+            f"{name}: {volume / n_atoms:.3g} A^3 per atom is far too dense (real crystals have "
+            "> 5); check the lattice units (Angstrom) and the atom list"
+        )
+
+
+def _check_coordinates(structure: Structure, name: str) -> None:
+    frac = np.asarray(structure.frac_coords, dtype=float)
+    bad = ~np.all(np.isfinite(frac), axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise StructureError(
+            f"{name}: atom {i} ({structure[i].species_string}) has a NaN or infinite "
+            f"coordinate{' (and ' + str(int(bad.sum()) - 1) + ' more)' if bad.sum() > 1 else ''}"
+            "; give finite coordinates"
+        )
+
+
+def closest_pair(structure: Structure, cutoff: float) -> tuple[float, int, int] | None:
+    """``(distance, i, j)`` of the closest two atoms (periodic images included, an atom and its
+    own image too) when closer than ``cutoff`` Angstrom, else ``None``.
+
+    A k-d tree over the 27 neighbouring cells: memory O(N), unlike a distance matrix (O(N^2))
+    or pymatgen's cell-list search (which grows with the cell's extent). Needs a cell at least
+    ``cutoff`` thick in every direction (checked by the caller).
+    """
+    from scipy.spatial import cKDTree
+
+    lattice = structure.lattice.matrix
+    cart = np.mod(structure.frac_coords, 1.0) @ lattice
+    tree = cKDTree(cart)
+    best: tuple[float, int, int] | None = None
+    for shift in itertools.product((-1, 0, 1), repeat=3):
+        k = 2 if shift == (0, 0, 0) else 1
+        # atom i against the images of all atoms shifted by ``shift`` cells
+        query = cart - np.asarray(shift, dtype=float) @ lattice
+        dist, idx = tree.query(query, k=k, distance_upper_bound=cutoff)
+        dist, idx = dist.reshape(len(cart), k), idx.reshape(len(cart), k)
+        if shift == (0, 0, 0):  # drop each atom's match with itself
+            self_hit = idx == np.arange(len(cart))[:, None]
+            dist = np.where(self_hit, np.inf, dist)
+        i, col = np.unravel_index(np.argmin(dist), dist.shape)
+        if np.isfinite(dist[i, col]) and (best is None or dist[i, col] < best[0]):
+            best = (float(dist[i, col]), int(i), int(idx[i, col]))
+    return best
+
+
+def _check_overlaps(structure: Structure, name: str, min_distance: float) -> None:
+    matrix = structure.lattice.matrix
+    volume = abs(float(np.linalg.det(matrix)))
+    areas = [np.linalg.norm(np.cross(matrix[(k + 1) % 3], matrix[(k + 2) % 3])) for k in range(3)]
+    thickness = min(volume / a for a in areas)
+    if thickness < min_distance:
+        raise StructureError(
+            f"{name}: the cell is only {thickness:.3f} Angstrom thick, so every atom overlaps "
+            f"its own periodic image (< {min_distance}); fix the lattice vectors"
+        )
+    pair = closest_pair(structure, min_distance)
+    if pair is not None:
+        distance, i, j = pair
+        raise StructureError(
+            f"{name}: atoms {i} and {j} are {distance:.3f} Angstrom apart "
+            f"(< {min_distance}); the CIF likely lists alternative positions of one site: "
+            "remove the duplicate atom"
+        )
+
+
+def check_structure(
+    structure: Structure, name: str, min_distance: float = 0.5, max_atoms: int | None = None
+) -> Structure:
+    """The one structure validator, run before any C extension (spglib, featurizers) sees the
+    data; returns ``structure`` or raises a one-line ``StructureError`` naming the fix.
+
+    Rejects: no atoms; more than ``max_atoms`` atoms (default ``$XAS_MAX_ATOMS`` or 5000);
+    a non-finite, singular, nearly flat, absurdly large or absurdly dense lattice; NaN/inf
+    coordinates; atoms (or periodic images) closer than ``min_distance`` Angstrom; partial
+    occupancies.
+    """
+    n_atoms = len(structure)
+    if n_atoms == 0:
         raise StructureError(f"{name}: the structure has no atoms; give a complete CIF/POSCAR")
+    limit = max_atoms_limit(max_atoms)
+    if n_atoms > limit:
+        raise StructureError(
+            f"{name}: {n_atoms} atoms exceed the limit of {limit}; use the primitive cell, or "
+            f"raise the limit (max_atoms=..., or the {MAX_ATOMS_ENV} environment variable)"
+        )
+    _check_lattice(np.asarray(structure.lattice.matrix, dtype=float), n_atoms, name)
+    _check_coordinates(structure, name)
     if not structure.is_ordered:
         raise StructureError(
             f"{name}: the structure is disordered (partial occupancies); FEFF and the featurizers "
             "need an ordered cell: order it first (e.g. pymatgen OrderDisorderedStructureTransformation) "
             "or pick an ordered polymorph"
         )
-    if len(structure) > 1:
-        distances = structure.distance_matrix + np.eye(len(structure)) * 1e9
-        i, j = np.unravel_index(np.argmin(distances), distances.shape)
-        if distances[i, j] < min_distance:
-            raise StructureError(
-                f"{name}: atoms {i} and {j} are {distances[i, j]:.3f} Angstrom apart "
-                f"(< {min_distance}); the CIF likely lists alternative positions of one site: "
-                "remove the duplicate atom"
-            )
+    _check_overlaps(structure, name, min_distance)
     return structure
+
+
+_FORMULA_SUM = re.compile(
+    r"^[ \t]*_chemical_formula_sum[ \t]*(?:\n[ \t]*)?(?:'([^'\n]*)'|\"([^\"\n]*)\"|([^\n]*?))[ \t]*$",
+    re.MULTILINE,
+)
+
+
+def cif_formula(text: str) -> Composition | None:
+    """The ``_chemical_formula_sum`` of the first data block of a CIF, or ``None`` when it
+    is absent or unreadable."""
+    match = _FORMULA_SUM.search(text)
+    if match is None:
+        return None
+    formula = next((g for g in match.groups() if g), "").strip().strip("'\"")
+    if not formula or formula in "?.":
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Composition(formula)
+    except Exception:  # an unusual formula notation: no check rather than a false alarm
+        return None
+
+
+def check_cif_formula(structure: Structure, text: str, name: str) -> None:
+    """Refuse a CIF whose atoms do not make its ``_chemical_formula_sum`` (e.g. a file cut
+    off inside its atom list): same elements in the same proportions (1 % tolerance)."""
+    declared = cif_formula(text)
+    if declared is None or declared.num_atoms <= 0:
+        return
+    found = structure.composition
+    same_elements = {e.symbol for e in declared.elements} == {e.symbol for e in found.elements}
+    if same_elements and declared.fractional_composition.almost_equals(
+        found.fractional_composition, rtol=0.01, atol=1e-3
+    ):
+        return
+    raise StructureError(
+        f"{name}: its atoms make {found.reduced_formula} but _chemical_formula_sum says "
+        f"{declared.reduced_formula}; the file is truncated or its atom list incomplete: "
+        "complete the atom_site loop (or correct _chemical_formula_sum)"
+    )
 
 
 def read_structure(path: str | Path) -> Structure:
@@ -81,7 +256,10 @@ def read_structure(path: str | Path) -> Structure:
             f"{path}: cannot parse the structure ({type(exc).__name__}: {exc}); "
             "check that it is a valid CIF or POSCAR file"
         ) from exc
-    return check_structure(structure, str(path))
+    check_structure(structure, str(path))
+    if path.suffix.lower() == ".cif":
+        check_cif_formula(structure, path.read_text(errors="replace"), str(path))
+    return structure
 
 
 def iter_structure_folder(folder: str | Path) -> Iterator[MaterialRecord]:

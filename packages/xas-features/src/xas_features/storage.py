@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xas_data.store import XASDataset
+from xas_data.store import XASDataset, array_kwargs
 from xas_features.distributed import barrier, init_distributed, rank_info
 from xas_features.errors import FeaturizerError
 from xas_features.featurizers.base import SiteFeaturizer, config_hash, feature_key
@@ -81,7 +81,9 @@ def save_state(group, state: dict) -> None:
     for name, value in state.items():
         array = np.asarray(value) if isinstance(value, list) else None
         if array is not None and array.dtype.kind in "fi" and array.size >= STATE_ARRAY_MIN:
-            group.create_array(f"state/{name}", data=array.astype(np.float32), overwrite=True)
+            group.create_array(
+                f"state/{name}", data=array.astype(np.float32), overwrite=True, **array_kwargs()
+            )
             small[name] = {"array": f"state/{name}"}
         else:
             small[name] = value

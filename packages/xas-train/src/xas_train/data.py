@@ -249,8 +249,19 @@ def load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
 
     Raises:
         TrainError: missing dataset/features/element/fidelity, empty training split,
-            non-finite features, or elements whose grids differ in length.
+            non-finite features, elements whose grids differ in length, or a damaged store
+            (a missing chunk, a chunk failing its checksum, all-zero spectra: the message
+            names the array).
     """
+    from xas_data.errors import XASDataError
+
+    try:
+        return _load_training_data(config, seed)
+    except XASDataError as exc:
+        raise TrainError(f"cannot train on {config.dataset}: {exc}") from None
+
+
+def _load_training_data(config: DataConfig, seed: int = 0) -> TrainingData:
     ds = open_dataset(config.dataset)
     groups = ds.groups()
     fidelities = sorted({f for _, f in groups})

@@ -57,7 +57,14 @@ def feature_key(featurizer: SiteFeaturizer) -> str:
 
 
 def check_sites(structures: Sequence[Structure], sites: Sequence[int]) -> None:
-    """Raise ``FeaturizerError`` when lengths differ or a site index is out of range."""
+    """Raise ``FeaturizerError`` when lengths differ or a site index is out of range, and
+    ``StructureError`` for a structure the featurizers' C code must not see (NaN coordinates,
+    a singular lattice, overlapping atoms...: ``xas_data.structures.check_structure``)."""
+    from xas_data.structures import check_structure
+
+    for first in group_by_structure(structures).values():
+        structure = structures[first[0]]
+        check_structure(structure, f"item {first[0]} ({structure.composition.reduced_formula})")
     if len(structures) != len(sites):
         raise FeaturizerError(
             f"{len(structures)} structures but {len(sites)} site indices: pass one site per structure"
