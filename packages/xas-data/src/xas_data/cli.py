@@ -105,6 +105,13 @@ class Preset(StrEnum):
     omnixas = "omnixas"
 
 
+class Code(StrEnum):
+    feff = "feff"
+    vasp = "vasp"
+    xspectra = "xspectra"
+    ocean = "ocean"
+
+
 @app.command()
 def simulate(
     workdir: Annotated[Path, typer.Option(help="simulation folder (resumable)")],
@@ -120,8 +127,15 @@ def simulate(
     workers: Annotated[int, typer.Option(help="parallel FEFF processes")] = 2,
     retry_failed: Annotated[bool, typer.Option(help="re-run sites that failed before")] = False,
     out: Annotated[Path | None, typer.Option(help="also build a curated store here")] = None,
+    code: Annotated[
+        Code, typer.Option(help="feff runs here; vasp, xspectra, ocean need --write-inputs")
+    ] = Code.feff,
+    write_inputs: Annotated[
+        bool, typer.Option(help="only write Lightshow inputs into WORKDIR (for a cluster)")
+    ] = False,
 ) -> None:
-    """Run FEFF10 on every symmetry-inequivalent ELEMENT site of the given structures."""
+    """Run FEFF10 on every symmetry-inequivalent ELEMENT site of the given structures, or
+    (--write-inputs) write Lightshow inputs of --code for them, ready for a cluster."""
     from xas_data.build import build_from_simulations
     from xas_data.simulation import plan_tasks, run_simulations
     from xas_data.structures import iter_structure_folder, mineral_structures
@@ -136,6 +150,9 @@ def simulate(
             max_atoms=max_atoms,
             max_count=max_materials,
         )
+    if write_inputs or code is not Code.feff:
+        _write_lightshow_inputs(records, element, workdir, code.value, preset.value, write_inputs)
+        return
     tasks = _run(plan_tasks, records, element, workdir, max_sites)
     typer.echo(f"{len(records)} structures, {len(tasks)} inequivalent {element} sites")
     report = _run(run_simulations, tasks, workdir, preset.value, workers, retry_failed)
@@ -145,6 +162,22 @@ def simulate(
     if out is not None:
         ds = _run(build_from_simulations, workdir, out, presets=(preset.value,), overwrite=True)
         typer.echo(f"wrote {ds.path}: {ds.n_sites} curated spectra")
+
+
+def _write_lightshow_inputs(records, element, workdir, code, preset, write_inputs) -> None:
+    """``simulate --write-inputs``: Lightshow inputs of ``code`` (FEFF: the preset's cards)."""
+    from xas_data.simulation.lightshow_inputs import missing_potentials, write_code_inputs
+    from xas_data.simulation.presets import get_preset
+
+    if not write_inputs:
+        _fail(ValueError(f"--code {code} runs on a cluster: add --write-inputs to write inputs"))
+    feff_preset = get_preset(preset) if code == "feff" else None
+    runs = _run(write_code_inputs, records, element, workdir, code, feff_preset)
+    typer.echo(f"wrote {len(runs)} {code} input folders under {workdir}, e.g. {runs[0]}")
+    for name in missing_potentials(code):
+        typer.echo(f"note: {name} is not set: add the potential files to the folders by hand")
+    if code != "feff":
+        typer.echo(f"after the runs: xas-data ingest {code} {workdir} --out STORE")
 
 
 @app.command("simulate-default")
@@ -350,6 +383,9 @@ class Source(StrEnum):
     omnixas_ml_arrays = "omnixas-ml-arrays"
     xaslib = "xaslib"
     xdi = "xdi"
+    vasp = "vasp"
+    xspectra = "xspectra"
+    ocean = "ocean"
 
 
 @app.command()
@@ -361,11 +397,25 @@ def ingest(
         bool, typer.Option(help="omnixas-cu-feff: keep unlisted sites and curate them")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+    structure: Annotated[
+        Path | None, typer.Option(help="vasp/xspectra/ocean: structure of one output file")
+    ] = None,
+    element: Annotated[str | None, typer.Option(help="vasp/xspectra/ocean: absorber")] = None,
+    site: Annotated[int | None, typer.Option(help="theory: absorbing site index")] = None,
+    material_id: Annotated[str | None, typer.Option(help="theory: id (default: file stem)")] = None,
+    append: Annotated[bool, typer.Option(help="theory: add to the existing store")] = False,
 ) -> None:
-    """Ingest OmniXAS data or measured spectra (XAS Data Library JSON, XDI files)."""
+    """Ingest OmniXAS data, measured spectra (XAS Data Library JSON, XDI files), or theory
+    spectra of VASP / XSpectra / OCEAN (the tree `simulate --write-inputs` wrote, or one
+    output file with --structure and --element)."""
     from xas_data import ingest as ing
 
-    if kind is Source.omnixas_cu_feff:
+    if kind.value in ("vasp", "xspectra", "ocean"):
+        from xas_data.theory_ingest import ingest_theory
+
+        theory = (structure, element, material_id, site)
+        ds = _run(ingest_theory, path, out, kind.value, *theory, append=append, overwrite=overwrite)
+    elif kind is Source.omnixas_cu_feff:
         ds = _run(ing.ingest_omnixas_cu_feff, path, out, not all_sites, overwrite=overwrite)
     elif kind is Source.omnixas_ml_arrays:
         ds = _run(ing.ingest_omnixas_ml_arrays, path, out, overwrite=overwrite)

@@ -1,4 +1,10 @@
-"""FEFF10 input (feff.inp) for one absorbing site, built with pymatgen's FEFF sets."""
+"""FEFF10 input (feff.inp) for one absorbing site.
+
+Made through Lightshow's ``FEFFParameters`` (:mod:`xas_data.simulation.lightshow_inputs`) when
+the ``lightshow`` extra is installed, else through pymatgen's ``MPXANESSet`` directly. Both
+write the same cards, so the text (and the FEFF spectra) agree; lightshow stays optional
+because its old pins only install beside this project's pymatgen through uv overrides.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +17,39 @@ from pymatgen.core import Structure
 from xas_data.errors import StructureError
 from xas_data.simulation.presets import FeffPreset
 
+BACKENDS = ("auto", "lightshow", "pymatgen")
+
 
 def feff_input_text(
-    structure: Structure, site_index: int, preset: FeffPreset, edge: str = "K", title: str = ""
+    structure: Structure,
+    site_index: int,
+    preset: FeffPreset,
+    edge: str = "K",
+    title: str = "",
+    backend: str = "auto",
 ) -> str:
     """Return the feff.inp text for absorbing site ``site_index`` of ``structure``.
 
     The cluster holds all atoms within ``preset.fms_radius + preset.cluster_padding`` Angstrom.
+    ``backend``: ``lightshow``, ``pymatgen``, or ``auto`` (lightshow when installed).
     Raises ``StructureError`` for a site index out of range.
     """
+    from xas_data.simulation import lightshow_inputs
+    from xas_data.simulation._lightshow_compat import lightshow_available
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: use one of {BACKENDS}")
+    if backend == "lightshow" or (backend == "auto" and lightshow_available()):
+        text = lightshow_inputs.feff_input_text_lightshow(structure, site_index, preset, edge)
+    else:
+        text = pymatgen_feff_input_text(structure, site_index, preset, edge)
+    return f"TITLE {title}\n" + text if title else text
+
+
+def pymatgen_feff_input_text(
+    structure: Structure, site_index: int, preset: FeffPreset, edge: str = "K"
+) -> str:
+    """feff.inp text from pymatgen's ``MPXANESSet`` with the preset's cards (no lightshow)."""
     from pymatgen.io.feff.sets import MPXANESSet
 
     if not 0 <= site_index < len(structure):
@@ -41,7 +71,4 @@ def feff_input_text(
         )
         with tempfile.TemporaryDirectory() as tmp:
             feff_set.write_input(tmp)
-            text = (Path(tmp) / "feff.inp").read_text()
-    if title:
-        text = f"TITLE {title}\n" + text
-    return text
+            return (Path(tmp) / "feff.inp").read_text()
