@@ -219,6 +219,70 @@ def campaign_plan(
         )
 
 
+@app.command("campaign-pack")
+def campaign_pack(
+    workdir: Annotated[Path, typer.Argument(help="campaign simulation folder")],
+    archive: Annotated[Path, typer.Argument(help=".npz archive to write")],
+) -> None:
+    """Save a campaign's plan, structures, results and failures into one .npz archive."""
+    from xas_data.campaign import pack_campaign
+
+    counts = _run(pack_campaign, workdir, archive)
+    typer.echo(f"wrote {archive}: " + ", ".join(f"{p} {n} results" for p, n in counts.items()))
+
+
+@app.command("campaign-unpack")
+def campaign_unpack(
+    archive: Annotated[Path, typer.Argument(help=".npz archive from campaign-pack")],
+    workdir: Annotated[Path, typer.Argument(help="simulation folder to restore into")],
+) -> None:
+    """Restore a packed campaign so that simulate-plan goes on where it stopped."""
+    from xas_data.campaign import unpack_campaign
+
+    counts = _run(unpack_campaign, archive, workdir)
+    typer.echo(", ".join(f"{p}: {n} results restored" for p, n in counts.items()))
+
+
+@app.command("campaign-build")
+def campaign_build(
+    workdir: Annotated[Path, typer.Argument(help="campaign simulation folder")],
+    out: Annotated[Path, typer.Option(help="store to write (xas-3dtm-feff10)")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Curate every campaign result into the xas-3dtm-feff10 store (edge-anchored grids)."""
+    from xas_data.campaign import build_campaign
+
+    ds = _run(build_campaign, workdir, out, overwrite)
+    typer.echo(f"wrote {ds.path}: {ds.n_sites} curated spectra of {ds.n_materials} materials")
+
+
+@app.command("campaign-report")
+def campaign_report(
+    workdir: Annotated[Path, typer.Argument(help="campaign simulation folder")],
+    store: Annotated[Path | None, typer.Option(help="a store built from it")] = None,
+) -> None:
+    """CPU-hours per preset and element, and (with --store) each grid's share of edges inside."""
+    from xas_data.campaign import grid_coverage, simulation_costs
+
+    typer.echo("| preset | element | results | failures | CPU-hours | CPU s / site |")
+    typer.echo("|---|---|---:|---:|---:|---:|")
+    for r in _run(simulation_costs, workdir):
+        typer.echo(
+            f"| {r['preset']} | {r['element']} | {r['results']} | {r['failures']} | "
+            f"{r['cpu_hours']:.2f} | {r['cpu_s_per_site']:.1f} |"
+        )
+    if store is not None:
+        from xas_data.store import XASDataset
+
+        typer.echo("\n| element | fidelity | spectra | grid | edges >= 5 eV inside |")
+        typer.echo("|---|---|---:|---|---:|")
+        for r in grid_coverage(_run(XASDataset.open, store)):
+            typer.echo(
+                f"| {r['element']} | {r['fidelity']} | {r['spectra']} | {r['grid']} | "
+                f"{100 * r['edges_inside']:.1f} % |"
+            )
+
+
 class Executor(StrEnum):
     local = "local"
     dask = "dask"
@@ -287,6 +351,19 @@ def regrid(
             f"{selection.element:<3}{selection.fidelity:<15}{len(selection):>6} spectra  "
             f"{e[0]:.2f} .. {e[-1]:.2f} eV  ({e.size} points, {e[1] - e[0]:.2f} eV)"
         )
+
+
+@app.command("build-default")
+def build_default_cmd(
+    workdir: Annotated[Path, typer.Argument(help="folder of simulate-default (or the campaign)")],
+    out: Annotated[Path, typer.Option(help="store to write")] = Path("xas-default.zarr"),
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Curate the default plan's sites into the default store (edge-anchored grids)."""
+    from xas_data.default_dataset import build_default
+
+    ds = _run(build_default, workdir, out, overwrite)
+    typer.echo(f"wrote {ds.path}: {ds.n_sites} curated spectra of {ds.n_materials} materials")
 
 
 @app.command()
