@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from pymatgen.core import Lattice, Structure
+from xas_testkit import Background, wait_all, wait_for
 
 import xas_data.store as store_module
 from xas_data.errors import SpectrumError, StoreError
@@ -871,19 +871,30 @@ _WRITER = textwrap.dedent(
     from xas_data.store import XASDataset
 
     path, shard, n_shards, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    DEADLINE_S = 600  # generous: a loaded machine is slow, not wrong
+
+
+    def await_file(name):
+        deadline = time.monotonic() + DEADLINE_S
+        while not (sync / name).exists():
+            if time.monotonic() > deadline:
+                sys.exit(f"writer {shard}: gave up after {DEADLINE_S} s waiting for {sync / name}")
+            time.sleep(0.001)
+
+
     ds = XASDataset.open(path, mode="a")
     start, stop = ds.shard_rows(n_shards, shard)
     chunk = ds.chunk_rows
     dim = ds.root["features/conc/values"].shape[1]
     (sync / f"ready{shard}").touch()
-    deadline = time.time() + 60
-    while not (sync / "go").exists():
-        if time.time() > deadline:
-            sys.exit("no go signal")
-        time.sleep(0.001)
+    await_file("go")
     began = time.time()
     n_writes = 0
     for step in range(3):  # placeholders twice, then the final values
+        if step:  # all writers are in the same pass: the writes overlap however slow the machine
+            (sync / f"pass{step}-shard{shard}").touch()
+            for other in range(n_shards):
+                await_file(f"pass{step}-shard{other}")
         for lo in range(start, stop, chunk):
             hi = min(lo + chunk, stop)
             rows = np.arange(lo, hi)
@@ -893,8 +904,8 @@ _WRITER = textwrap.dedent(
                 values = 1000.0 * (shard + 1) + rows[:, None] + np.arange(dim) / 8
             ds.write_rows("features/conc/values", lo, values)
             n_writes += 1
-            time.sleep(0.004)
-    print(began, time.time(), n_writes)
+            time.sleep(0.004)  # leave the other writer room to interleave within the pass
+    (sync / f"result{shard}").write_text(f"{began} {time.time()} {n_writes}")
     """
 )
 
@@ -911,29 +922,23 @@ def test_concurrent_writers_on_disjoint_shards(tmp_path):
     sync = tmp_path / "sync"
     sync.mkdir()
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), str(k), "2", str(sync)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        Background(
+            [sys.executable, "-c", _WRITER, path, str(k), "2", sync], tmp_path / f"writer{k}.log"
         )
         for k in range(2)
     ]
-    try:
-        deadline = time.time() + 60
-        while not all((sync / f"ready{k}").exists() for k in range(2)):
-            assert time.time() < deadline, "writers did not start"
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            time.sleep(0.005)
+    try:  # events, not the clock: each writer says it is ready, then both get "go"
+        for k, p in enumerate(procs):
+            wait_for(
+                lambda k=k: (sync / f"ready{k}").exists(), f"writer {k} to be ready", process=p
+            )
         (sync / "go").touch()
-        outputs = [p.communicate(timeout=60) for p in procs]
+        codes = wait_all(procs, "both writers to finish")
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err
-    windows = [tuple(float(x) for x in out.split()) for out, _ in outputs]
+            p.stop(grace_s=5)
+    assert codes == [0, 0], "\n".join(p.tail() for p in procs)
+    windows = [tuple(float(x) for x in (sync / f"result{k}").read_text().split()) for k in range(2)]
     assert [int(w[2]) for w in windows] == [24, 24]  # 8 chunks x 3 passes each
     assert max(w[0] for w in windows) < min(w[1] for w in windows), "writes did not overlap"
 

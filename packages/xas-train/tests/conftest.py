@@ -88,10 +88,10 @@ def toy_store(tmp_path_factory) -> Path:
     return make_toy_store(tmp_path_factory.mktemp("toy") / "toy.zarr")
 
 
-@pytest.fixture
-def write_config(tmp_path, toy_store):
-    """``write_config(name, replace=(), **sections)`` -> path of a YAML config on the toy store;
-    sections are merged into the defaults, except those named in ``replace``."""
+def config_writer(folder: Path, toy_store: Path):
+    """``write(name, replace=(), **sections)`` -> path of a YAML config on the toy store in
+    ``folder`` (runs under ``folder / "runs"``); sections are merged into the defaults, except
+    those named in ``replace``."""
 
     def write(name: str = "run", replace: tuple[str, ...] = (), **sections) -> Path:
         config = {
@@ -112,18 +112,31 @@ def write_config(tmp_path, toy_store):
                 "checkpoint_every": 0,
             },
             "mlflow": {"enabled": False},
-            "output_dir": str(tmp_path / "runs"),
+            "output_dir": str(folder / "runs"),
         }
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(config.get(key), dict) and key not in replace:
                 config[key] = {**config[key], **value}
             else:
                 config[key] = value
-        path = tmp_path / f"{name}.yaml"
+        path = folder / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
 
     return write
+
+
+@pytest.fixture
+def write_config(tmp_path, toy_store):
+    """``write_config(name, replace=(), **sections)`` -> path of a YAML config on the toy store;
+    sections are merged into the defaults, except those named in ``replace``."""
+    return config_writer(tmp_path, toy_store)
+
+
+@pytest.fixture(scope="module")
+def module_write_config(tmp_path_factory, toy_store):
+    """``write_config`` for module-scoped fixtures (a run shared by the tests of a module)."""
+    return config_writer(tmp_path_factory.mktemp("module-runs"), toy_store)
 
 
 @pytest.fixture

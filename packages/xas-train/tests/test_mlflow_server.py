@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from xas_testkit import Background, http_ok, wait_for
 
 from xas_train.config import load_config
 from xas_train.distributed import free_port
@@ -18,11 +16,15 @@ from xas_train.trainer import train
 
 @pytest.fixture
 def mlflow_server(tmp_path, subprocess_env):
+    """``mlflow server`` in its own process group, its output in a file; on a loaded machine
+    it may take minutes to create its tables, so the test waits for /health (up to the
+    testkit deadline) and fails, saying so, if it never answers. The whole group (the CLI,
+    uvicorn and whatever they start) is stopped afterwards."""
     port = free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
+    server = Background(
         [
-            str(mlflow),
+            mlflow,
             "server",
             "--host",
             "127.0.0.1",
@@ -31,34 +33,22 @@ def mlflow_server(tmp_path, subprocess_env):
             "--backend-store-uri",
             f"sqlite:///{tmp_path / 'server.db'}",
             "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
+            tmp_path / "server-artifacts",
             "--workers",
             "1",
         ],
-        env=subprocess_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        tmp_path / "mlflow-server.log",
+        # no huey job runner (7 consumer processes, GenAI jobs only): tracking, artifacts
+        # and the model registry, which the trainer uses, are served without it
+        env={**subprocess_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        wait_for(http_ok(f"{url}/health"), f"mlflow server to answer {url}/health", process=server)
+        yield url
+    finally:
+        server.stop()
+    assert server.live_members() == [], "processes of the mlflow server outlived stop()"
 
 
 @pytest.mark.slow

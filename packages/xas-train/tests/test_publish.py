@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from xas_testkit import Background, wait_all
 
 from xas_train.config import load_config
 from xas_train.errors import TrainError
@@ -53,9 +53,10 @@ def test_concurrent_publishers_lose_no_entry(trained, tmp_path):
         "publish(sys.argv[1], sys.argv[2], 'toy-' + sys.argv[3], '1.0.0')"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(trained), str(zoo), str(i)])
+        Background([sys.executable, "-c", code, trained, zoo, str(i)], tmp_path / f"pub{i}.log")
         for i in range(4)
     ]
-    assert all(p.wait(timeout=120) == 0 for p in procs)
+    codes = wait_all(procs, "the 4 publishers to finish")
+    assert codes == [0, 0, 0, 0], "\n".join(p.tail() for p in procs)
     names = sorted(e["name"] for e in json.loads((zoo / "index.json").read_text())["models"])
     assert names == [f"toy-{i}" for i in range(4)]

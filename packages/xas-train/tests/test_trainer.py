@@ -8,12 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from xas_testkit import Background, run_logged, wait_all, wait_for
 
 from xas_train.config import load_config
 from xas_train.distributed import free_port
@@ -38,10 +38,10 @@ def assert_same_weights(a: Path, b: Path, atol: float) -> None:
     assert max(float(np.abs(wa[k]).max()) for k in params) > 0.01  # not trivially zero
 
 
-def run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+def run(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` to completion in its own process group (launcher workers included), output
+    in ``log``; fails with the log's tail on a non-zero exit or after the testkit deadline."""
+    return run_logged(cmd, log, env=env)
 
 
 def test_single_process_run_learns_and_writes_everything(write_config, tmp_path):
@@ -140,19 +140,20 @@ def test_resume_after_kill_gives_the_uninterrupted_result(write_config, tmp_path
     ref = train(load_config(write_config("ref", training=settings)), progress=None)
     cfg = write_config("killed", training=settings)
     run_dir = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen(
-        TRAIN + [str(cfg)], env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = Background(TRAIN + [str(cfg)], tmp_path / "killed.log", env=subprocess_env)
     latest = run_dir / "checkpoints" / "latest"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if latest.is_file() and latest.read_text().strip() >= "epoch000020":
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:  # the kill comes after checkpoint 20 exists, however slow the machine; never before
+        wait_for(
+            lambda: latest.is_file() and latest.read_text().strip() >= "epoch000020",
+            f"checkpoint epoch000020 of the run to kill ({latest})",
+            process=proc,
+            interval_s=0.02,
+        )
+        proc.kill(signal.SIGKILL)
+    finally:
+        proc.stop()
     assert not (run_dir / "result.json").exists(), "the run finished before it was killed"
-    out = run(TRAIN + [str(cfg)], subprocess_env)
+    out = run(TRAIN + [str(cfg)], subprocess_env, tmp_path / "resumed.log")
     result = json.loads((run_dir / "result.json").read_text())
     assert result["resumed_from_epoch"] >= 20, out.stdout
     assert result["epochs_run"] == 150
@@ -168,12 +169,22 @@ def test_changed_config_does_not_resume_silently(write_config, tmp_path):
     train(changed, progress=None, fresh=True)
 
 
+TWO_RANKS = {"max_epochs": 8, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def single_accum(module_write_config) -> Path:
+    """The one-process reference of the 2-rank runs (grad_accum 2: the same global batch of
+    16), trained once, in this process, for every test of the module that compares with it."""
+    cfg = module_write_config("single-accum", training={**TWO_RANKS, "grad_accum": 2})
+    return Path(train(load_config(cfg), progress=None).run_dir)
+
+
 @pytest.mark.slow
-def test_torchrun_two_ranks_equal_single_process(write_config, tmp_path, subprocess_env):
-    settings = {"max_epochs": 8, "batch_size": 16}
-    single = write_config("single-accum", training={**settings, "grad_accum": 2})
-    run(TRAIN + [str(single)], subprocess_env)
-    multi = write_config("torchrun2", training=settings)
+def test_torchrun_two_ranks_equal_single_process(
+    write_config, tmp_path, subprocess_env, single_accum
+):
+    multi = write_config("torchrun2", training=TWO_RANKS)
     run(
         [
             sys.executable,
@@ -188,20 +199,20 @@ def test_torchrun_two_ranks_equal_single_process(write_config, tmp_path, subproc
             str(multi),
         ],
         subprocess_env,
+        tmp_path / "torchrun2.log",
     )
     result = json.loads((tmp_path / "runs" / "torchrun2" / "result.json").read_text())
     assert result["world_size"] == 2 and result["global_batch"] == 16
-    assert_same_weights(tmp_path / "runs" / "single-accum", tmp_path / "runs" / "torchrun2", 1e-5)
+    assert_same_weights(single_accum, tmp_path / "runs" / "torchrun2", 1e-5)
 
 
 @pytest.mark.slow
-def test_two_simulated_nodes_equal_single_process(write_config, tmp_path, subprocess_env):
-    settings = {"max_epochs": 8, "batch_size": 16}
-    single = write_config("single-accum", training={**settings, "grad_accum": 2})
-    run(TRAIN + [str(single)], subprocess_env)
-    cfg = write_config("two-nodes", training=settings)
+def test_two_simulated_nodes_equal_single_process(
+    write_config, tmp_path, subprocess_env, single_accum
+):
+    cfg = write_config("two-nodes", training=TWO_RANKS)
     port = free_port()
-    procs = []
+    nodes = []
     for node in (0, 1):
         cmd = [
             sys.executable,
@@ -226,23 +237,22 @@ def test_two_simulated_nodes_equal_single_process(write_config, tmp_path, subpro
             "train",
             str(cfg),
         ]
-        procs.append(
-            subprocess.Popen(
-                cmd, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        )
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outputs)
+        nodes.append(Background(cmd, tmp_path / f"node{node}.log", env=subprocess_env))
+    try:  # both finish, or one fails (then its peer, waiting for it, is stopped)
+        codes = wait_all(nodes, "both nodes of the two-node run to finish")
+    finally:
+        for n in nodes:
+            n.stop(grace_s=5)
+    assert codes == [0, 0], "\n".join(n.tail(2000) for n in nodes)
     result = json.loads((tmp_path / "runs" / "two-nodes" / "result.json").read_text())
     assert result["world_size"] == 2
-    assert_same_weights(tmp_path / "runs" / "single-accum", tmp_path / "runs" / "two-nodes", 1e-5)
+    assert_same_weights(single_accum, tmp_path / "runs" / "two-nodes", 1e-5)
 
 
 @pytest.mark.slow
 def test_deepspeed_launcher_runs_the_same_training(write_config, tmp_path, subprocess_env):
     settings = {"max_epochs": 6, "batch_size": 16}
-    plain = write_config("plain", training=settings)
-    run(TRAIN + [str(plain)], subprocess_env)
+    plain = train(load_config(write_config("plain", training=settings)), progress=None)
     cfg = write_config("ds-launcher", training=settings)
     ds = Path(sys.executable).parent / "deepspeed"
     proc = run(
@@ -258,10 +268,11 @@ def test_deepspeed_launcher_runs_the_same_training(write_config, tmp_path, subpr
             str(cfg),
         ],
         subprocess_env,
+        tmp_path / "ds-launcher.log",
     )
     result = json.loads((tmp_path / "runs" / "ds-launcher" / "result.json").read_text())
     assert result["world_size"] == 1, proc.stdout[-2000:]
-    assert_same_weights(tmp_path / "runs" / "plain", tmp_path / "runs" / "ds-launcher", 1e-6)
+    assert_same_weights(Path(plain.run_dir), tmp_path / "runs" / "ds-launcher", 1e-6)
 
 
 @pytest.mark.parametrize("stage", [1, 2])
