@@ -32,8 +32,11 @@ def test_describe_cu_standards_raw_and_with_sdm(exp_store):
     assert {"OS_raw", "OS_sdm", "CN_raw", "CN_sdm"} <= set(cuo)
     s = result["summary"]
     assert s["n_OS"] >= 3 and 0 <= s["OS_accuracy_raw"] <= 1 and 0 <= s["OS_accuracy_sdm"] <= 1
-    # the 3 Cu foils (OS 0) are not scored: no training site has OS 0
-    assert s["n_OS"] == sum(r["known_OS"] not in (None, 0) for r in rows)
+    # only OS the model can give a Cu site are scored: its Cu training sites are Cu(II) and
+    # Cu(III), so the 3 Cu foils (OS 0) and Cu2S (Cu(I)) are not
+    assert s["n_OS"] == sum(r["known_OS"] in (2, 3) for r in rows)
+    assert all(r["OS_raw"] in (2.0, 3.0) for r in rows)
+    assert all(isinstance(r["in_domain_raw"], bool) for r in rows)
     assert "| CuO copper oxide tenorite | 2 |" in render_standards(result)
     with pytest.raises(ValueError, match="no EXP spectra of Ni"):
         describe_standards("spt-default-feff-fast", str(exp_store), "Ni", zoo=str(ZOO))

@@ -86,3 +86,86 @@ def test_std_scale_multiplies_spread_and_is_checkpointed(tmp_path):
         ens.set_std_scale({"OS": 2.0})
     with pytest.raises(ModelError, match="finite and > 0"):
         ens.set_std_scale({"NNRS": 0.0})
+
+
+OS_TASKS = [
+    {"name": "OS", "kind": "classification", "classes": [1, 2, 3, 4, 5, 6]},
+    {"name": "NNRS", "kind": "regression"},
+]
+
+
+def _two_element_checkpoint(tmp_path, training_data):
+    """A V + Ni ensemble (OS classes 1-6) saved with ``training_data``; returns its folder."""
+    members = []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        m = build_model("spt", {"input_dim": K, "tasks": OS_TASKS, "d_model": 16, "n_bands": 2})
+        members.append(m.eval())
+    grids = {
+        "V": EnergyGrid(start=5460.0, step=0.5, n_points=K),
+        "Ni": EnergyGrid(start=8330.0, step=0.5, n_points=K),
+    }
+    meta = CheckpointMeta(
+        energy_grid=grids["Ni"],
+        energy_grids=grids,
+        elements=["Ni", "V"],
+        fidelity="FEFF",
+        featurizer=FeaturizerInfo(name="spectrum", version="post-edge-normalised", key=""),
+        training_data={"normalisation": {"kind": "post-edge level", "tail": 10}, **training_data},
+    )
+    save_checkpoint(tmp_path / "inv2", InverseEnsemble.from_members(members), meta)
+    return tmp_path / "inv2"
+
+
+def _edges(start, n=3):
+    energy = np.linspace(start - 10, start + 50, 300)
+    shifts = np.linspace(0, 4, n)[:, None]
+    return energy, 1 / (1 + np.exp(-(energy - start - 5 - shifts) / 1.5))
+
+
+def test_only_classes_allowed_for_the_element_are_predicted(tmp_path):
+    folder = _two_element_checkpoint(tmp_path, {"allowed_classes": {"V": {"OS": [3, 4, 5]}}})
+    energy, mu = _edges(5460.0)
+    out = predict_descriptors(mu, energy, "V", model=folder)
+    for p in out["OS"]:
+        assert set(p.probabilities) == {3.0, 4.0, 5.0} and p.value in (3.0, 4.0, 5.0)
+        assert sum(p.probabilities.values()) == pytest.approx(1.0)
+        assert p.allowed == (3.0, 4.0, 5.0) and p.allowed_source == "training data"
+        assert p.raw_value in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+        assert p.domain is None and p.in_domain is None  # no domain statistics recorded
+    # Ni: not recorded -> the chemical table (ICSD states 1-4), no Ni(V)/Ni(VI)
+    energy, mu = _edges(8330.0)
+    ni = predict_descriptors(mu, energy, "Ni", model=folder)["OS"]
+    assert all(set(p.probabilities) == {1.0, 2.0, 3.0, 4.0} for p in ni)
+    assert ni[0].allowed_source == "chemical table"
+
+
+def test_older_checkpoint_without_the_new_fields_uses_the_chemical_table(tmp_path):
+    folder = _two_element_checkpoint(tmp_path, {})
+    energy, mu = _edges(5460.0)
+    out = predict_descriptors(mu[0], energy, "V", model=folder)
+    assert set(out["OS"].probabilities) == {2.0, 3.0, 4.0, 5.0}
+    assert out["NNRS"].allowed == () and out["NNRS"].warnings == []
+
+
+def test_prediction_carries_the_training_domain_check(tmp_path):
+    from xas_models.domain import calibrate_domain, fit_domain
+
+    rng = np.random.default_rng(0)
+    energy, mu = _edges(5460.0, n=40)
+    grid = 5460.0 + 0.5 * np.arange(K)
+    x = np.stack([np.interp(grid, energy, r) for r in mu]) + 0.01 * rng.random((40, K))
+    x = x / x[:, -10:].mean(axis=1, keepdims=True)
+    dom = fit_domain({"V": x}, n_components=3)
+    dom = calibrate_domain(dom, {"train": {"V": x}})
+    folder = _two_element_checkpoint(tmp_path, {"domain": dom})
+    near = predict_descriptors(mu[:2], energy, "V", model=folder)["OS"]
+    assert all(p.in_domain for p in near) and not near[0].warnings
+    far_mu = np.clip((energy - 5440.0) / 60.0, 0, None)  # a ramp: no edge at all
+    far = predict_descriptors(far_mu, energy, "V", model=folder)
+    assert far["OS"].in_domain is False and far["OS"].domain.distance > dom["threshold"]
+    assert "OUTSIDE the training domain" in far["OS"].warnings[0]
+    assert far["NNRS"].domain is far["OS"].domain  # one check per spectrum
+    # Ni has no statistics: not checked
+    energy_ni, mu_ni = _edges(8330.0)
+    assert predict_descriptors(mu_ni[0], energy_ni, "Ni", model=folder)["OS"].domain is None

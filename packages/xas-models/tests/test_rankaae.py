@@ -263,6 +263,29 @@ def test_describer_checkpoint_round_trip_and_predict_descriptors(describer, tmp_
     assert all(p.kind == "regression" and p.std > 0 for p in pred["OS"])
 
 
+def test_describer_values_are_clipped_into_the_allowed_class_range(describer, tmp_path):
+    from xas_models.inverse import predict_descriptors
+
+    desc, x, _ = describer
+    meta = CheckpointMeta(
+        energy_grid=EnergyGrid(start=8970.0, step=0.5, n_points=K),
+        elements=["Cu"],
+        fidelity="FEFF",
+        featurizer=FeaturizerInfo(name="spectrum", version="post-edge-normalised"),
+        training_data={"task": "inverse", "normalisation": {"kind": "post-edge level", "tail": 20}},
+    )
+    save_checkpoint(tmp_path / "desc", desc, meta)
+    loaded, m = load_checkpoint(tmp_path / "desc")
+    with torch.no_grad():  # push every OS far below its classes (as on a raw measured spectrum)
+        loaded.regressor.y_mean[1] -= 20.0
+    energy = 8970.0 + 0.5 * np.arange(K)
+    pred = predict_descriptors(x.numpy()[:3], energy, "Cu", model=(loaded, m))
+    for p in pred["OS"]:
+        assert p.value == 2.0 and p.raw_value < -10 and p.allowed == (2.0, 3.0)
+        assert any("outside 2..3" in w and "clipped to 2" in w for w in p.warnings)
+    assert all(p.allowed == () and p.raw_value == p.value for p in pred["E0"])  # no classes
+
+
 def test_describer_config_errors(trained):
     from xas_models.rankaae import RankAAEDescriber
 

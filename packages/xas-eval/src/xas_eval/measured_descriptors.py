@@ -2,7 +2,8 @@
 
 For the ``EXP`` spectra of one element in a store (``xas-data ingest-measured``), the inverse
 model (:func:`xas_models.predict_descriptors`) predicts the descriptors of each measured
-spectrum as it is and after SDM (:mod:`xas_models.sdm`, fitted on the simulated spectra of
+spectrum (limited to the classes the element may take, with its training-domain check) as it
+is and after SDM (:mod:`xas_models.sdm`, fitted on the simulated spectra of
 the element in ``simulated``). Known values: the oxidation state from the formula
 (:func:`xas_eval.oxidation.known_oxidation_state`) and the coordination number CN of the
 linked structure's absorbing site (xas-features descriptors), where a structure is linked.
@@ -123,10 +124,12 @@ def describe_standards(
             for name in ("OS", "CN"):
                 if name in pred:
                     row[f"{name}_{key}"] = pred[name][i].value
+            first = next(iter(pred.values()))[i]
+            row[f"in_domain_{key}"] = first.in_domain
     summary: dict[str, Any] = {"n": len(rows)}
-    classes = {
-        t.name: {float(c) for c in t.classes} for t in loaded.module.tasks if t.classes
-    }  # a known value the model never saw in training cannot be predicted: not scored
+    # a known value the model cannot predict for this element (never seen in its training
+    # data, or chemically impossible) is not scored
+    classes = _predictable_classes(loaded, element)
     for name in ("OS", "CN"):
         scored = [
             r
@@ -142,6 +145,17 @@ def describe_standards(
                     np.mean([r[f"{name}_{key}"] == r[f"known_{name}"] for r in scored])
                 )
     return {"rows": rows, "summary": summary, "model": loaded.name, "element": element}
+
+
+def _predictable_classes(loaded: Any, element: str) -> dict[str, set[float]]:
+    """Descriptor -> the class values the model can predict for ``element`` (its allowed
+    classes, :func:`xas_models.domain.allowed_classes`, else all its classes)."""
+    from xas_models.domain import allowed_classes
+
+    tasks = loaded.module.tasks
+    allowed, _ = allowed_classes(loaded.meta.training_data, loaded.meta.elements, tasks, element)
+    out = {t.name: {float(c) for c in t.classes} for t in tasks if t.classes}
+    return {**out, **{k: {float(c) for c in v} for k, v in allowed.items() if v}}
 
 
 def render_standards(result: dict[str, Any]) -> str:

@@ -223,6 +223,107 @@ if __name__ == "__main__":  # pragma: no cover
     app()
 
 
+def _read_for_describe(
+    files: Sequence[Path], element: str | None
+) -> tuple[list[Any], list[tuple[str, str]]]:
+    """The measured spectra of ``files`` (only ``element``'s when given) and ``(file,
+    reason)`` for each file that cannot be read or holds no such spectra."""
+    from xas_data.errors import XASDataError
+    from xas_data.experiment_ingest import read_measured_sources
+
+    spectra: list[Any] = []
+    failed: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            found = read_measured_sources([str(f)], element)
+        except (XASDataError, OSError) as exc:
+            failed.append((str(f), str(exc)))
+            continue
+        kept = [s for s in found if element is None or s.element == element]
+        if not found:
+            failed.append((str(f), "holds no spectra"))
+        elif not kept:
+            held = ", ".join(sorted({s.element for s in found}))
+            failed.append((str(f), f"holds no {element} spectra (only {held})"))
+        spectra.extend(kept)
+    return spectra, failed
+
+
+def _spectrum_label(spectrum: Any) -> str:
+    """``name [file]`` of a measured spectrum, whitespace collapsed."""
+    name = " ".join(str(spectrum.name or spectrum.formula or "spectrum").split())
+    source = Path(str(spectrum.metadata.get("source_file", ""))).name
+    return f"{name} [{source}]" if source and source != name else name
+
+
+def _describe_one(spectrum: Any, loaded: Any) -> tuple[float, dict[str, Any]]:
+    """``(E0 in eV, descriptor predictions)`` of one measured spectrum; XASDataError (or
+    ValueError) with the reason when it cannot be described."""
+    import numpy as np
+
+    from xas_data.experiment_processing import process_spectrum
+    from xas_models.errors import ModelError
+    from xas_models.inverse import predict_descriptors
+
+    el = spectrum.element
+    if el not in loaded.meta.elements:
+        raise ModelError(
+            f"model {loaded.name} describes {', '.join(loaded.meta.elements)} spectra, not "
+            f"{el}; choose an inverse model for {el}"
+        )
+    grid = loaded.meta.grid_for(el)
+    energy = grid.start + grid.step * np.arange(grid.n_points)
+    processed = process_spectrum(spectrum, energy)
+    out = predict_descriptors(processed.mu_norm, energy, el, (loaded.module, loaded.meta))
+    return processed.e0, out
+
+
+def format_description(label: str, element: str, e0: float, model: str, out: dict) -> list[str]:
+    """Lines of one described spectrum: a header, one line per descriptor (class with its
+    renormalised probabilities, or value with its spread), then its warnings."""
+    lines = [f"{label} ({element} K edge, E0 {e0:.1f} eV), model {model}"]
+    notes: list[str] = []
+    for name, p in out.items():
+        if p.kind == "classification":
+            top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            alts = ", ".join(f"{c:g}: {q:.2f}" for c, q in top)
+            lines.append(f"  {name:<6} {p.value:>8g}   (p {alts})")
+        else:
+            lines.append(f"  {name:<6} {p.value:>8.3f}   +- {p.std:.3f} (ensemble spread)")
+        notes += [w for w in p.warnings if w not in notes]
+    return lines + [f"  warning: {w}" for w in notes]
+
+
+def _limits_note(element: str, out: dict) -> str | None:
+    """``note: OS, CN of V limited to the classes of V in the model's training data: OS 3, 4,
+    5; CN 4, 5, 6`` (or the chemical table), or None when neither is limited."""
+    limited = [(n, out[n]) for n in ("OS", "CN") if n in out and out[n].allowed]
+    if not limited:
+        return None
+    source = limited[0][1].allowed_source
+    where = (
+        f"the classes of {element} in the model's training data"
+        if source == "training data"
+        else f"the chemical table for {element}"
+    )
+    values = "; ".join(f"{n} {', '.join(f'{c:g}' for c in p.allowed)}" for n, p in limited)
+    return f"note: {element} predictions limited to {where}: {values}"
+
+
+def format_summary(n_described: int, n_outside: int, failed: Sequence[tuple[str, str]]) -> str:
+    """The closing summary: how many spectra were described (and outside the training
+    domain), then one line per spectrum or file that could not be described."""
+    total = n_described + len(failed)
+    head = f"described {n_described} of {total} spectra"
+    head += f" ({n_outside} outside the training domain)" if n_outside else ""
+    if not failed:
+        return head
+    lines = [f"{head}; {len(failed)} could not be described:"]
+    return "\n".join(
+        lines + [f"  {why}" if why.startswith(what) else f"  {what}: {why}" for what, why in failed]
+    )
+
+
 @app.command("describe")
 def describe_cmd(
     files: Annotated[
@@ -230,45 +331,53 @@ def describe_cmd(
     ],
     model: Annotated[str, typer.Option("--model", "-m", help="inverse zoo model or folder")],
     element: Annotated[
-        str | None, typer.Option("--element", "-e", help="absorbing element (else from the file)")
+        str | None,
+        typer.Option(
+            "--element",
+            "-e",
+            help="describe only this absorber's spectra (and the absorber of two-column files)",
+        ),
     ] = None,
     version: Annotated[str, typer.Option(help="zoo version")] = "latest",
     zoo: Annotated[str | None, typer.Option(help="zoo folder or URL")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="exit with code 2 if any spectrum failed")
+    ] = False,
 ) -> None:
     """Local structure (OS, CN, ...) of the absorbing site from a measured K-edge spectrum.
 
     Each spectrum is deglitched and edge-step normalised (xas-data), interpolated onto the
     model's energy grid and passed to the inverse model; prints each descriptor with its
-    probability (classification) or ensemble spread (regression).
+    probability (classification, over the classes the element may take) or ensemble spread
+    (regression), and a warning for a spectrum outside the model's training domain. Spectra
+    that cannot be described are listed at the end with their reasons. Exit code 0 if any
+    spectrum was described (with --strict: 2 if any failed), else 2.
     """
-    import numpy as np
+    from xas_data.errors import XASDataError
+    from xas_models.predict import _element_symbol, resolve_model
 
-    from xas_data.experiment_ingest import read_measured_sources
-    from xas_data.experiment_processing import process_spectrum
-    from xas_models.inverse import predict_descriptors
-    from xas_models.predict import resolve_model
-
-    spectra = _run(read_measured_sources, [str(f) for f in files], element)
+    el_filter = _run(_element_symbol, element) if element else None
+    spectra, failed = _read_for_describe(files, el_filter)
+    if not spectra:
+        _fail("nothing to describe: " + "; ".join(f"{f}: {why}" for f, why in failed))
     loaded = _run(resolve_model, model, version, zoo)
+    n_done, n_outside, notes = 0, 0, {}
     for spectrum in spectra:
-        el = spectrum.element
-        if el not in loaded.meta.elements:
-            _fail(
-                f"{spectrum.name}: model {loaded.name} describes {loaded.meta.elements} spectra, "
-                f"not {el}; pass --element or choose an inverse model for {el}"
-            )
-        grid = loaded.meta.grid_for(el)
-        energy = grid.start + grid.step * np.arange(grid.n_points)
-        processed = _run(process_spectrum, spectrum, energy)
-        out = _run(predict_descriptors, processed.mu_norm, energy, el, (loaded.module, loaded.meta))
-        typer.echo(
-            f"{spectrum.name or spectrum.formula} ({el} K edge, E0 {processed.e0:.1f} eV), "
-            f"model {loaded.name}"
-        )
-        for name, p in out.items():
-            if p.kind == "classification":
-                top = sorted(p.probabilities.items(), key=lambda kv: -kv[1])[:3]
-                alts = ", ".join(f"{c:g}: {q:.2f}" for c, q in top)
-                typer.echo(f"  {name:<6} {p.value:>8g}   (p {alts})")
-            else:
-                typer.echo(f"  {name:<6} {p.value:>8.3f}   +- {p.std:.3f} (ensemble spread)")
+        label = _spectrum_label(spectrum)
+        try:
+            e0, out = _describe_one(spectrum, loaded)
+        except (XASDataError, ValueError) as exc:
+            failed.append((label, str(exc)))
+            continue
+        typer.echo("\n".join(format_description(label, spectrum.element, e0, loaded.name, out)))
+        first = next(iter(out.values()))
+        n_done, n_outside = n_done + 1, n_outside + (first.in_domain is False)
+        notes.setdefault(spectrum.element, (_limits_note(spectrum.element, out), first.domain))
+    for note, _ in notes.values():
+        if note:
+            typer.echo(note)
+    if notes and all(domain is None for _, domain in notes.values()):
+        typer.echo(f"note: {loaded.name} records no training-domain statistics: not checked")
+    typer.echo(format_summary(n_done, n_outside, failed))
+    if n_done == 0 or (strict and failed):
+        raise typer.Exit(2)

@@ -11,6 +11,9 @@ Inputs are spectra on the model's energy grid of the element (eV, ``meta.grid_fo
 by their post-edge level (the mean of the last ``tail`` points, recorded in the checkpoint's
 ``training_data.normalisation``), so simulated FEFF labels and edge-step-normalised
 measurements share one scale.
+
+:func:`predict_descriptors` limits each prediction to the classes the element may take and
+checks the spectrum against the training domain (:mod:`xas_models.domain`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from xas_models.configured import ConfiguredModel
+from xas_models.domain import DomainCheck, allowed_classes, check_domain, restrict_probabilities
 from xas_models.errors import ModelError
 from xas_models.registry import build_model, register_model
 
@@ -129,14 +133,120 @@ class InverseEnsemble(ConfiguredModel, nn.Module):
 
 @dataclass
 class DescriptorPrediction:
-    """One descriptor of one spectrum: ``value`` (class value or number), ``std`` (ensemble
-    spread, regression), ``probabilities`` (class value -> probability, classification)."""
+    """One descriptor of one spectrum.
+
+    Attributes:
+        name, kind: descriptor and ``classification`` / ``regression``.
+        value: the most probable allowed class, or the regressed number (for a descriptor with
+            classes, e.g. RankAAE OS, clipped into their range when it lies more than 0.5
+            outside it).
+        std: ensemble spread (regression).
+        probabilities: allowed class value -> probability, renormalised over the classes the
+            element may take (classification).
+        raw_value: the value before limiting to the allowed classes (argmax over all classes,
+            or the unclipped regression); equals ``value`` when nothing was limited.
+        allowed: the class values allowed for the element (empty: not limited).
+        allowed_source: where ``allowed`` comes from (``training data`` / ``chemical table``).
+        domain: the spectrum's distance from the training spectra
+            (:class:`xas_models.domain.DomainCheck`; None when the checkpoint records none).
+        warnings: one line per problem (outside the training domain, a clipped value).
+    """
 
     name: str
     kind: str
     value: float
     std: float | None = None
     probabilities: dict[float, float] = field(default_factory=dict)
+    raw_value: float | None = None
+    allowed: tuple[float, ...] = ()
+    allowed_source: str = ""
+    domain: DomainCheck | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def in_domain(self) -> bool | None:
+        """Whether the spectrum is inside the training domain (None: not checked)."""
+        return None if self.domain is None else self.domain.in_domain
+
+
+def _model_input(loaded: Any, element: str, spectrum: Any, energy: Any) -> tuple[np.ndarray, bool]:
+    """``(inputs [N, K] on the element grid / post-edge level, single)`` of ``spectrum``."""
+    from xas_models.spectra import post_edge_normalise
+
+    meta = loaded.meta
+    energy = np.asarray(energy, dtype=np.float64).ravel()
+    y = np.asarray(spectrum, dtype=np.float64)
+    single = y.ndim == 1
+    y = np.atleast_2d(y)
+    if y.shape[1] != energy.size:
+        raise ModelError(f"spectrum has {y.shape[1]} points but energy {energy.size}")
+    order = np.argsort(energy)
+    energy, y = energy[order], y[:, order]
+    grid = meta.grid_for(element)
+    grid_e = grid.start + grid.step * np.arange(grid.n_points)
+    tol = 2 * grid.step
+    if energy[0] > grid_e[0] + tol or energy[-1] < grid_e[-1] - tol:
+        raise ModelError(
+            f"the spectrum spans {energy[0]:.1f}..{energy[-1]:.1f} eV but the model's {element} "
+            f"grid is {grid_e[0]:.1f}..{grid_e[-1]:.1f} eV; give the spectrum over that range "
+            "(energies in eV, absolute)"
+        )
+    on_grid = np.stack([np.interp(grid_e, energy, row) for row in y])
+    tail = int(meta.training_data.get("normalisation", {}).get("tail", 20))
+    try:
+        return post_edge_normalise(on_grid, tail).astype(np.float32), single
+    except ValueError as exc:
+        raise ModelError(f"{exc} (model {loaded.name}'s {element} grid)") from None
+
+
+def _classified(
+    name: str, proba: np.ndarray, classes: list[float], allowed: tuple[float, ...], source: str
+) -> list[DescriptorPrediction]:
+    """Classification rows, probabilities renormalised over ``allowed`` (if any of them)."""
+    raw = [float(classes[int(i)]) for i in proba.argmax(axis=1)]
+    limited, kept, note = proba, classes, []
+    if allowed:
+        try:
+            limited, kept = restrict_probabilities(proba, classes, allowed)
+        except ModelError:
+            kept, note = classes, [f"{name}: none of the model's classes is allowed; not limited"]
+    rows = []
+    for i, row in enumerate(limited):
+        value = float(kept[int(row.argmax())])
+        rows.append(
+            DescriptorPrediction(
+                name,
+                "classification",
+                value,
+                probabilities={float(c): float(q) for c, q in zip(kept, row, strict=True)},
+                raw_value=raw[i],
+                allowed=tuple(kept) if allowed and not note else (),
+                allowed_source=source if allowed and not note else "",
+                warnings=list(note),
+            )
+        )
+    return rows
+
+
+def _regressed(
+    name: str, value: np.ndarray, std: np.ndarray, allowed: tuple[float, ...], source: str
+) -> list[DescriptorPrediction]:
+    """Regression rows. A descriptor with allowed classes (RankAAE OS, CN) whose value lies
+    more than half a unit outside their range (it would round to a class the element cannot
+    take) is clipped to the range's end, with a warning."""
+    rows = []
+    for v, s in zip(value.tolist(), std.tolist(), strict=True):
+        row = DescriptorPrediction(name, "regression", float(v), float(s), raw_value=float(v))
+        if allowed:
+            lo, hi = min(allowed), max(allowed)
+            row.allowed, row.allowed_source = tuple(allowed), source
+            if not lo - 0.5 <= v <= hi + 0.5:
+                row.value = float(min(max(v, lo), hi))
+                row.warnings.append(
+                    f"{name} {v:.3g} is outside {lo:g}..{hi:g} ({source}); clipped to {row.value:g}"
+                )
+        rows.append(row)
+    return rows
 
 
 def predict_descriptors(
@@ -146,8 +256,13 @@ def predict_descriptors(
     model: Any = None,
     version: str = "latest",
     zoo: str | os.PathLike[str] | None = None,
-) -> dict[str, DescriptorPrediction]:
+) -> dict[str, Any]:
     """Local-structure descriptors (OS, CN, ...) of the absorbing site from its K-edge spectrum.
+
+    Only the classes the element may take are predicted (probabilities renormalised over
+    them; regressed values with classes clipped into their range), and every prediction
+    carries its spectrum's distance from the training domain (``domain``, with a warning when
+    outside): see :mod:`xas_models.domain`.
 
     Args:
         spectrum: mu(E) ``[n]`` (any units: it is normalised by its post-edge level), or
@@ -181,57 +296,25 @@ def predict_descriptors(
             f"{loaded.name} was trained on {meta.elements} spectra, not {element}; choose an "
             f"inverse model for {element}"
         )
-    energy = np.asarray(energy, dtype=np.float64).ravel()
-    y = np.asarray(spectrum, dtype=np.float64)
-    single = y.ndim == 1
-    y = np.atleast_2d(y)
-    if y.shape[1] != energy.size:
-        raise ModelError(f"spectrum has {y.shape[1]} points but energy {energy.size}")
-    order = np.argsort(energy)
-    energy, y = energy[order], y[:, order]
-    grid = meta.grid_for(element)
-    grid_e = grid.start + grid.step * np.arange(grid.n_points)
-    tol = 2 * grid.step
-    if energy[0] > grid_e[0] + tol or energy[-1] < grid_e[-1] - tol:
-        raise ModelError(
-            f"the spectrum spans {energy[0]:.1f}..{energy[-1]:.1f} eV but the model's {element} "
-            f"grid is {grid_e[0]:.1f}..{grid_e[-1]:.1f} eV; give the spectrum over that range "
-            "(energies in eV, absolute)"
-        )
-    on_grid = np.stack([np.interp(grid_e, energy, row) for row in y])
-    tail = int(meta.training_data.get("normalisation", {}).get("tail", 20))
-    from xas_models.spectra import post_edge_normalise
-
-    try:
-        x = torch.from_numpy(post_edge_normalise(on_grid, tail).astype(np.float32))
-    except ValueError as exc:
-        raise ModelError(f"{exc} (model {loaded.name}'s {element} grid)") from None
+    x, single = _model_input(loaded, element, spectrum, energy)
     module.eval()
     with torch.no_grad():
-        out = module(x)
+        out = module(torch.from_numpy(x))
     tasks = {t.name: t for t in module.tasks}
+    allowed, source = allowed_classes(meta.training_data, meta.elements, module.tasks, element)
+    checks = check_domain(meta.training_data, element, x)
     result: dict[str, Any] = {}
     for name, pred in out.items():
-        rows = []
-        for i in range(len(x)):
-            if tasks[name].kind == "classification":
-                probs = pred["probabilities"][i].tolist()
-                rows.append(
-                    DescriptorPrediction(
-                        name,
-                        "classification",
-                        float(pred["value"][i]),
-                        probabilities={
-                            float(c): float(p)
-                            for c, p in zip(tasks[name].classes, probs, strict=True)
-                        },
-                    )
-                )
-            else:
-                rows.append(
-                    DescriptorPrediction(
-                        name, "regression", float(pred["value"][i]), float(pred["std"][i])
-                    )
-                )
+        limit = allowed.get(name, ())
+        if tasks[name].kind == "classification":
+            proba = pred["probabilities"].double().numpy()
+            rows = _classified(name, proba, [float(c) for c in tasks[name].classes], limit, source)
+        else:
+            value, std = pred["value"].double().numpy(), pred["std"].double().numpy()
+            rows = _regressed(name, value, std, limit, source)
+        for i, row in enumerate(rows):
+            row.domain = None if checks is None else checks[i]
+            if checks is not None and not checks[i].in_domain:
+                row.warnings.insert(0, checks[i].message)
         result[name] = rows[0] if single else rows
     return result
