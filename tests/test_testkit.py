@@ -3,6 +3,7 @@ or carrying on, and process groups that stop as a whole."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
 import threading
@@ -161,3 +162,12 @@ def test_wait_all_stops_the_peers_of_a_failed_process(tmp_path):
     assert waiter.live_members() == []
     ok = [Background([sys.executable, "-c", "pass"], tmp_path / f"ok{i}") for i in range(2)]
     assert wait_all(ok, "both to finish") == [0, 0]
+
+
+@pytest.mark.timeout(300)
+def test_stop_ends_a_stopped_process_without_waiting_out_the_grace(tmp_path):
+    proc = Background([sys.executable, "-c", "import time; time.sleep(3600)"], tmp_path / "log")
+    proc.kill(signal.SIGSTOP)
+    wait_for(lambda: proc.state() == "T", "the process to be stopped")
+    assert proc.stop(grace_s=3600) == -signal.SIGTERM  # SIGCONT lets the SIGTERM act
+    assert proc.state() is None

@@ -167,6 +167,15 @@ class Background:
     def tail(self, n_chars: int = 3000) -> str:
         return _tail_text(self.log, n_chars)
 
+    def state(self) -> str | None:
+        """The leader's scheduler state from ``/proc`` ("R", "S", "T" when stopped, "Z"...),
+        ``None`` once it is reaped."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        return stat.rsplit(")", 1)[1].split()[0]
+
     def live_members(self) -> list[int]:
         """Pids of the group's processes that still run (the leader once reaped excluded)."""
         self.proc.poll()  # reap the leader so that it does not count as a zombie member
@@ -198,6 +207,7 @@ class Background:
         leader; returns its exit code. Safe to call more than once."""
         if self.live_members():
             _signal_group(self.pgid, signal.SIGTERM)
+            _signal_group(self.pgid, signal.SIGCONT)  # a stopped process handles TERM only then
             deadline = time.monotonic() + grace_s
             while self.live_members() and time.monotonic() < deadline:
                 time.sleep(0.1)

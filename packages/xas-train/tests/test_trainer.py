@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,27 @@ from xas_train.errors import ConfigError, TrainError
 from xas_train.trainer import train
 
 TRAIN = [sys.executable, "-m", "xas_train.cli", "train"]
+
+# ``xas-train`` that stops itself (SIGSTOP) as it begins to save checkpoint TAG: the test then
+# kills it at that very point, however fast or slow the machine (an audit hook sees the
+# checkpoint folder or file being created; nothing of the trainer is patched)
+_STOP_AT_CHECKPOINT = textwrap.dedent(
+    """
+    import os, runpy, signal, sys
+
+    TAG = sys.argv.pop(1)
+
+
+    def stop_at_checkpoint(event, args):
+        if event in ("os.mkdir", "open") and args and TAG in str(args[0]):
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+
+    sys.addaudithook(stop_at_checkpoint)
+    sys.argv[0] = "xas-train"
+    runpy.run_module("xas_train.cli", run_name="__main__")
+    """
+)
 
 
 def weights(run_dir: Path) -> dict[str, np.ndarray]:
@@ -140,22 +162,23 @@ def test_resume_after_kill_gives_the_uninterrupted_result(write_config, tmp_path
     ref = train(load_config(write_config("ref", training=settings)), progress=None)
     cfg = write_config("killed", training=settings)
     run_dir = tmp_path / "runs" / "killed"
-    proc = Background(TRAIN + [str(cfg)], tmp_path / "killed.log", env=subprocess_env)
-    latest = run_dir / "checkpoints" / "latest"
-    try:  # the kill comes after checkpoint 20 exists, however slow the machine; never before
+    cmd = [sys.executable, "-c", _STOP_AT_CHECKPOINT, "epoch000025", "train", str(cfg)]
+    proc = Background(cmd, tmp_path / "killed.log", env=subprocess_env)
+    try:  # the kill comes as checkpoint 25 begins, checkpoint 20 complete: never before
         wait_for(
-            lambda: latest.is_file() and latest.read_text().strip() >= "epoch000020",
-            f"checkpoint epoch000020 of the run to kill ({latest})",
+            lambda: proc.state() == "T",
+            "the run to stop as it begins checkpoint epoch000025",
             process=proc,
-            interval_s=0.02,
         )
         proc.kill(signal.SIGKILL)
     finally:
         proc.stop()
+    assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / "result.json").exists(), "the run finished before it was killed"
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == "epoch000020"
     out = run(TRAIN + [str(cfg)], subprocess_env, tmp_path / "resumed.log")
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["resumed_from_epoch"] >= 20, out.stdout
+    assert result["resumed_from_epoch"] == 20, out.stdout
     assert result["epochs_run"] == 150
     assert_same_weights(Path(ref.run_dir), run_dir, atol=1e-6)
 
