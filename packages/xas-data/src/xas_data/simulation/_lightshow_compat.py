@@ -28,8 +28,8 @@ from types import ModuleType
 from xas_data.errors import MissingExtraError
 
 PIP_HINT = (
-    "; with pip install it without its old pins: pip install --no-deps 'lightshow==1.2.8' "
-    "ase mp-api (uv applies the workspace overrides by itself)"
+    "; with pip, skip its old pins: pip install ase mp-api && pip install --no-deps "
+    "'lightshow==1.2.8' (uv applies the workspace overrides by itself)"
 )
 
 
