@@ -20,16 +20,20 @@ from email.parser import Parser
 from pathlib import Path
 
 import pytest
+from xas_testkit import run_logged
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["xas-data", "xas-features", "xas-models", "xas-train", "xas-eval"]
 UV = shutil.which("uv")
 
 
-def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
+def _run(cmd: list[str], logs: Path, **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group (uv's build backends and installers with it),
+    stdout and stderr in files under ``logs``; fails with their tails on a non-zero exit or
+    when it outlasts the testkit deadline, leaving no process behind."""
+    logs.mkdir(parents=True, exist_ok=True)
+    stem = f"{len(list(logs.glob('*.out'))):02d}-{Path(cmd[0]).name}"
+    return run_logged(cmd, logs / f"{stem}.out", stderr_log=logs / f"{stem}.err", **kw)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,8 @@ def dist(tmp_path_factory) -> Path:
     if UV is None:
         pytest.fail("uv is not on PATH; install it (pip install uv) to build the packages")
     out = tmp_path_factory.mktemp("dist")
-    _run([UV, "build", "--all-packages", "--out-dir", str(out)], cwd=ROOT)
+    logs = tmp_path_factory.mktemp("dist-logs")
+    _run([UV, "build", "--all-packages", "--out-dir", str(out)], logs, cwd=ROOT)
     return out
 
 
@@ -77,7 +82,8 @@ def test_every_package_builds_a_wheel_and_sdist_with_metadata(dist):
 @pytest.mark.slow
 def test_pip_install_xas_models_in_a_fresh_venv_and_predict(dist, tmp_path):
     venv = tmp_path / "user-venv"
-    _run([UV, "venv", "--python", sys.executable, str(venv)], cwd=tmp_path)
+    logs = tmp_path / "logs"
+    _run([UV, "venv", "--python", sys.executable, str(venv)], logs, cwd=tmp_path)
     python = venv / "bin" / "python"
     constraints = tmp_path / "constraints.txt"
     _run(
@@ -92,6 +98,7 @@ def test_pip_install_xas_models_in_a_fresh_venv_and_predict(dist, tmp_path):
             "-o",
             str(constraints),
         ],
+        logs,
         cwd=ROOT,
     )
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
@@ -108,13 +115,17 @@ def test_pip_install_xas_models_in_a_fresh_venv_and_predict(dist, tmp_path):
             str(constraints),
             "xas-models[chgnet]",
         ],
+        logs,
         cwd=tmp_path,
         env=env,
     )
-    listed = _run([UV, "pip", "list", "--python", str(python)], cwd=tmp_path, env=env).stdout
+    listed = _run([UV, "pip", "list", "--python", str(python)], logs, cwd=tmp_path, env=env).stdout
     assert "xas-models" in listed and "deepspeed" not in listed and "mlflow" not in listed
     where = _run(
-        [str(python), "-c", "import xas_models; print(xas_models.__file__)"], cwd=tmp_path, env=env
+        [str(python), "-c", "import xas_models; print(xas_models.__file__)"],
+        logs,
+        cwd=tmp_path,
+        env=env,
     ).stdout
     assert str(venv) in where, "xas_models must come from the fresh venv, not the workspace"
 
@@ -142,6 +153,7 @@ def test_pip_install_xas_models_in_a_fresh_venv_and_predict(dist, tmp_path):
             "--out",
             str(out),
         ],
+        logs,
         cwd=tmp_path,
         env=env,
     )

@@ -141,12 +141,16 @@ def test_run_logged_returns_the_output_and_reports_failures(tmp_path):
             [sys.executable, "-c", "print('traceback here'); raise SystemExit(2)"],
             tmp_path / "bad.log",
         )
-    assert (
-        run_logged(
-            [sys.executable, "-c", "raise SystemExit(2)"], tmp_path / "b2.log", check=False
-        ).returncode
-        == 2
+    unchecked = run_logged(
+        [sys.executable, "-c", "raise SystemExit(2)"], tmp_path / "b2.log", check=False
     )
+    assert unchecked.returncode == 2
+    split = run_logged(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr)"],
+        tmp_path / "split.out",
+        stderr_log=tmp_path / "split.err",
+    )
+    assert (split.stdout, split.stderr) == ("out\n", "err\n")
 
 
 def test_http_ok_is_false_while_nothing_listens():

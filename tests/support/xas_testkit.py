@@ -21,6 +21,7 @@ last line of defence against a hang that none of these deadlines covers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,8 +65,6 @@ def wait_for(
     ``Background`` process) is quoted in the failure.
     """
     limit = DEADLINE_S if deadline_s is None else deadline_s
-    if log is None and isinstance(process, Background):
-        log = process.log
     deadline = time.monotonic() + limit
     while True:
         value = predicate()
@@ -76,7 +75,10 @@ def wait_for(
             value = predicate()  # the event may have come with the exit or at the last moment
             if value:
                 return value
-            tail = _tail_text(log)
+            if log is None and isinstance(process, Background):
+                log, tail = process.log, process.tail()
+            else:
+                tail = _tail_text(log)
             tail = f"\n--- last output ({log}) ---\n{tail}" if tail else ""
             if exited:
                 pytest.fail(
@@ -133,18 +135,35 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 class Background:
-    """A command running in its own process group, its stdout and stderr going to ``log``."""
+    """A command running in its own process group, its stdout and stderr going to ``log``
+    (stderr to ``stderr_log`` instead when given)."""
 
-    def __init__(self, cmd: Sequence[str | os.PathLike], log: Path, **popen_kw) -> None:
+    def __init__(
+        self,
+        cmd: Sequence[str | os.PathLike],
+        log: Path,
+        *,
+        stderr_log: Path | None = None,
+        **popen_kw,
+    ) -> None:
         self.cmd = [str(c) for c in cmd]
         self.log = Path(log)
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+        self.stderr_log = None if stderr_log is None else Path(stderr_log)
+        for path in (self.log, self.stderr_log):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as files:  # the child keeps its own copies of the files
+            out = files.enter_context(open(self.log, "ab"))
+            err = (
+                subprocess.STDOUT
+                if self.stderr_log is None
+                else files.enter_context(open(self.stderr_log, "ab"))
+            )
             self.proc = subprocess.Popen(
                 self.cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=err,
                 start_new_session=True,
                 **popen_kw,
             )
@@ -164,8 +183,17 @@ class Background:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.is_file() else ""
 
+    def errors(self) -> str:
+        """What went to ``stderr_log`` ("" when stderr shares ``log``)."""
+        if self.stderr_log is None or not self.stderr_log.is_file():
+            return ""
+        return self.stderr_log.read_text(errors="replace")
+
     def tail(self, n_chars: int = 3000) -> str:
-        return _tail_text(self.log, n_chars)
+        tail = _tail_text(self.log, n_chars)
+        if self.stderr_log is not None:
+            tail += f"\n--- stderr ({self.stderr_log}) ---\n" + _tail_text(self.stderr_log, n_chars)
+        return tail
 
     def state(self) -> str | None:
         """The leader's scheduler state from ``/proc`` ("R", "S", "T" when stopped, "Z"...),
@@ -189,7 +217,7 @@ class Background:
                 lambda: self.proc.poll() is not None,
                 what or f"{' '.join(self.cmd)[:200]} to finish",
                 deadline_s,
-                log=self.log,
+                process=self,
                 interval_s=0.1,
             )
         except BaseException:
@@ -254,24 +282,25 @@ def run_logged(
     *,
     check: bool = True,
     what: str | None = None,
+    stderr_log: Path | None = None,
     **popen_kw,
 ) -> subprocess.CompletedProcess:
     """Run ``cmd`` to completion in its own process group, output to ``log``.
 
     Fails the test when it outlasts the deadline (default ``DEADLINE_S``) or, with ``check``,
     exits non-zero, quoting the log's tail. Processes it left behind are killed. Returns a
-    ``CompletedProcess`` whose ``stdout`` is the whole log (stdout and stderr merged).
+    ``CompletedProcess`` whose ``stdout`` is the whole log (stdout and stderr merged unless
+    ``stderr_log`` is given: then ``stderr`` is that file's text).
     """
-    bg = Background(cmd, log, **popen_kw)
+    bg = Background(cmd, log, stderr_log=stderr_log, **popen_kw)
     try:
         returncode = bg.wait(what, deadline_s)
     finally:
         bg.stop(grace_s=5)
-    out = bg.output()
     if check and returncode != 0:
         pytest.fail(
             f"{' '.join(bg.cmd)[:300]} exited with code {returncode}\n"
-            f"--- last output ({log}) ---\n{out[-3000:]}",
+            f"--- last output ({log}) ---\n{bg.tail()}",
             pytrace=False,
         )
-    return subprocess.CompletedProcess(bg.cmd, returncode, out, "")
+    return subprocess.CompletedProcess(bg.cmd, returncode, bg.output(), bg.errors())

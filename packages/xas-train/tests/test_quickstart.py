@@ -13,6 +13,7 @@ from xas_train.quickstart import quickstart
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the longest test (~4 min at load 8): room for a loaded machine
 def test_quickstart_featurizes_trains_reports_and_publishes(tmp_path):
     out, zoo = tmp_path / "qs", tmp_path / "zoo"
     result = quickstart(out, zoo, max_epochs=3, progress=None)
