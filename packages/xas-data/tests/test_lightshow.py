@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
+from xas_testkit import DEADLINE_S
 
 from xas_data.cli import app
 from xas_data.simulation import get_preset
@@ -126,7 +127,7 @@ def test_fast_spectra_equal_for_both_input_paths(tmp_path):
         run = tmp_path / backend
         run.mkdir()
         text = feff_input_text(nio(), 0, preset, backend=backend)
-        config = feff10.FeffConfig(str(run), feff10.FeffInput.parse(text), stage_timeout=300.0)
+        config = feff10.FeffConfig(str(run), feff10.FeffInput.parse(text), stage_timeout=DEADLINE_S)
         feff10.FeffPipeline(config).run()
         xmu = parse_xmu(run / "xmu.dat")
         mu[backend] = (xmu.energy, xmu.mu)

@@ -12,6 +12,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from typer.testing import CliRunner
+from xas_testkit import DEADLINE_S
 
 from xas_data.errors import StructureError
 from xas_models.cli import app
@@ -76,7 +77,11 @@ def test_cli_nan_coordinate_exits_2_not_139(bad_files, tiny_zoo_source):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "xas_models.cli", "predict", str(path), "-m", "tiny-cuni"]
     proc = subprocess.run(
-        [*cmd, "--zoo", str(tiny_zoo_source)], capture_output=True, text=True, env=env, timeout=300
+        [*cmd, "--zoo", str(tiny_zoo_source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=DEADLINE_S,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from xas_testkit import DEADLINE_S
 
 from xas_train.config import load_config
 from xas_train.errors import TrainError
@@ -96,7 +97,7 @@ def test_evaluate_cli_prints_one_line_and_exits_2(run_copy, tmp_path):
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=DEADLINE_S,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
