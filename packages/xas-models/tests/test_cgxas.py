@@ -290,3 +290,25 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.config == model.config
     with torch.no_grad():
         assert torch.equal(loaded(graph), model(graph))
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_autocast_bf16_keeps_sums_norms_and_output_in_fp32(norm):
+    """Under bf16 autocast with fp32 weights (the trainer's mixed precision) the model runs,
+    returns fp32 spectra close to the fp32 ones and fp32 gradients; a model cast to bf16 as a
+    whole (buffers included) runs in bf16."""
+    model = make_model(norm=norm, edge_features="both").train()
+    batch = collate_graphs(
+        [
+            build_crystal_graph(fe_oxide(), [0, 1], GRAPH_CONFIG),
+            build_crystal_graph(cu_oxide(), [1], GRAPH_CONFIG),
+        ]
+    )
+    ref = model(batch)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = model(batch)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=0.03 * float(ref.abs().max()), rtol=0)
+    out.sum().backward()
+    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+    assert model.bfloat16()(batch).dtype == torch.bfloat16

@@ -237,3 +237,28 @@ def test_checkpoint_round_trip(tmp_path):
     spec, e0 = predict(model, batch)
     spec2, e02 = predict(loaded, batch)
     assert torch.equal(spec, spec2) and torch.equal(e0, e02)
+
+
+def test_autocast_bf16_keeps_the_output_head_and_loss_in_fp32():
+    """Under bf16 autocast with fp32 weights (the trainer's mixed precision) spectrum and E0
+    come from an fp32 head: the curvature of their deviation from the fp32 model stays far
+    below that of a spectrum rounded to bf16 point by point (the floor bf16 would put under
+    the loss's second-derivative term), and the loss computes in fp32."""
+    model = tiny(seed=1).train()
+    batch = graph(structure(), [0, 1, 2])
+    ref = model(batch)["spectrum"].detach()
+    with torch.autocast("cpu", torch.bfloat16):
+        out = model(batch)
+    spectrum = out["spectrum"]
+    assert spectrum.dtype == out["e0"].dtype == torch.float32
+
+    def curvature(a: torch.Tensor) -> float:
+        return float(torch.diff(a, n=2, dim=-1).pow(2).mean())
+
+    assert curvature(spectrum - ref) < 0.1 * curvature(ref.bfloat16().float() - ref)
+    total, parts = xane3_loss(spectrum.bfloat16(), ref, d2=1.0)
+    assert total.dtype == parts["d2"].dtype == torch.float32
+    total, _ = xane3_loss(spectrum, ref + 0.01, out["e0"], torch.zeros(3))
+    total.backward()
+    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+    assert model.bfloat16()(batch)["spectrum"].dtype == torch.bfloat16

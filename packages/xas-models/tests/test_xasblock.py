@@ -117,3 +117,24 @@ def test_overfit_tiny():
     with torch.no_grad():
         end = loss_fn(model(x), y).item()
     assert end < start / 10, (start, end)
+
+
+def test_autocast_bf16_keeps_standardisation_batchnorm_and_output_in_fp32():
+    """Mixed precision as the trainer runs it on GPUs (fp32 weights, bf16 autocast): features
+    far from zero standardise in fp32 (in bf16, 1000 + 0.1 N(0, 1) keeps no digit of the
+    noise), BatchNorm and the output layer run in fp32, and the result matches fp32."""
+    torch.manual_seed(0)
+    x = 1000 + 0.1 * torch.randn(64, 8)
+    model = XASBlock.from_config(
+        {"input_dim": 8, "output_dim": 30, "hidden_widths": [32, 32], "dropout": 0.0}
+    )
+    model.set_input_scaling(x.mean(0), x.std(0))
+    ref = model(x)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, atol=0.03, rtol=0)  # bf16 matmuls: ~0.005
+    out.sum().backward()
+    assert {p.grad.dtype for p in model.parameters()} == {torch.float32}
+    assert model.net[1].running_mean.dtype == torch.float32
+    assert model.bfloat16()(x.bfloat16()).dtype == torch.bfloat16  # a model cast as a whole

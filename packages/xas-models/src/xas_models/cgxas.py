@@ -37,6 +37,10 @@ element-conditioning); the absorber's element is read from ``batch.z``. Absorber
 not in ``elements`` raise :class:`ModelError`.
 
 Only plain torch ops are used (``index_add_``); no pyg-lib / torch-scatter.
+
+Mixed precision: under ``torch.autocast`` (fp32 weights) the Linear layers of the gates,
+perceptrons and head run in bf16/fp16; the edge basis, message sums, norms, the residual
+node vectors and the head's output layer stay fp32 (:mod:`xas_models.precision`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from torch import nn
 
 from xas_models.configured import ConfiguredModel
 from xas_models.errors import ModelError
+from xas_models.precision import precise, working_dtype
 from xas_models.registry import register_model
 
 if TYPE_CHECKING:
@@ -153,14 +158,16 @@ class EdgeBasis(nn.Module):
         self.register_buffer("wavenumbers", n * math.pi / config.cutoff, persistent=False)
 
     def forward(self, dist: torch.Tensor) -> torch.Tensor:
-        """Features ``[E, D]`` of distances ``dist`` ``[E]`` (Angstrom)."""
-        dist = dist.unsqueeze(-1)
+        """Features ``[E, D]`` of distances ``dist`` ``[E]`` (Angstrom), in ``dist``'s dtype
+        (at least fp32: the centres and wavenumbers are never rounded to 16 bits)."""
+        dtype = torch.promote_types(dist.dtype, torch.float32)
+        dist = dist.to(dtype).unsqueeze(-1)
         feats = []
         if self.kind in ("gaussian", "both"):
-            feats.append(torch.exp(-self.gamma * (dist - self.centres) ** 2))
+            feats.append(torch.exp(-self.gamma * (dist - self.centres.to(dtype)) ** 2))
         if self.kind in ("plane_wave", "both"):
             # j0(k r) = sin(k r) / (k r); torch.sinc(x) = sin(pi x) / (pi x), finite at r = 0
-            feats.append(torch.sinc(dist * self.wavenumbers / math.pi))
+            feats.append(torch.sinc(dist * self.wavenumbers.to(dtype) / math.pi))
         return torch.cat(feats, dim=-1)
 
 
@@ -181,12 +188,14 @@ class GatedConv(nn.Module):
         self.softplus = nn.Softplus()
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """One update; the gate and perceptron may run in 16 bits under autocast, while the
+        message sum, the norm and the residual stream ``h`` stay in ``h``'s dtype (fp32)."""
         src, dst = edge_index[0], edge_index[1]
-        z = torch.cat((h[dst], h[src], e), dim=-1)
+        z = torch.cat((h[dst], h[src], e.to(h.dtype)), dim=-1)
         filt, core = self.gate(z).chunk(2, dim=-1)
         msg = torch.sigmoid(filt) * self.softplus(core)
-        agg = torch.zeros_like(h).index_add_(0, dst, msg)
-        return h + self.act(self.perceptron(self.norm(agg)))
+        agg = torch.zeros_like(h).index_add_(0, dst, msg.to(h.dtype))
+        return h + self.act(self.perceptron(precise(self.norm, agg))).to(h.dtype)
 
 
 @register_model("cgxas")
@@ -252,9 +261,9 @@ class CGXAS(ConfiguredModel, nn.Module):
                 f"{tuple(x.shape)}; build the graphs with the CrystalGraphConfig this model "
                 "was configured for (node_dim = max_z + 11)"
             )
-        dtype = self.embed.weight.dtype
-        h = self.embed(x.to(dtype))
-        e = self.edge_basis(batch.edge_dist.to(dtype))
+        dtype = working_dtype(self)
+        h = self.embed(x.to(dtype)).to(dtype)
+        e = self.edge_basis(batch.edge_dist)  # distances and basis in full precision
         out = torch.zeros_like(h)
         for weight, conv in zip(self.conv_weights, self.convs, strict=True):
             h = conv(h, e, batch.edge_index)
@@ -293,7 +302,11 @@ class CGXAS(ConfiguredModel, nn.Module):
         nodes, idx = self._absorber_elements(batch)
         v = self.node_vectors(batch)[nodes]
         onehot = nn.functional.one_hot(idx, len(self.config.elements)).to(v.dtype)
-        return self.head(torch.cat((v, onehot), dim=-1))
+        h = torch.cat((v, onehot), dim=-1)
+        last = len(self.head) - 2  # the output Linear, before ReLU
+        for i, layer in enumerate(self.head):
+            h = precise(layer, h) if i == last else layer(h)
+        return h
 
     def forward_average(self, batch: Data | Batch) -> tuple[torch.Tensor, list[str]]:
         """Average the site spectra of the same element within each graph.

@@ -41,6 +41,11 @@ Invariance: edge vectors enter only through spherical harmonics (equivariant) an
 rotations, translations, site permutations and supercells of the input structure (given an
 invariant graph: see ``xas_features.graphs``).
 
+Mixed precision: under ``torch.autocast`` (fp32 weights) the tensor products, radial MLPs and
+readout MLP run in bf16/fp16; the radial basis, spherical harmonics, message means, layer norms,
+node features, attention softmax and the output head (Gaussian basis, background, E0) stay fp32,
+and :func:`xane3_loss` computes its derivative terms in fp32 (:mod:`xas_models.precision`).
+
 Use graphs from ``xas_features.graphs.build_crystal_graph`` with ``cutoff >= r_max`` (edges
 beyond ``r_max`` get zero weight). :func:`xane3_loss` is the training loss (spectrum MSE +
 annealed derivative terms + L1 on E0).
@@ -59,6 +64,7 @@ from torch import nn
 
 from xas_models.configured import ConfiguredModel
 from xas_models.errors import ModelError
+from xas_models.precision import full_precision, working_dtype
 from xas_models.registry import register_model
 
 
@@ -179,13 +185,17 @@ class RadialBasis(nn.Module):
         self.sigma = r_max / n
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        r = r.unsqueeze(-1)
+        """Basis values in ``r``'s dtype, at least fp32 (``freq``/``centres`` are never
+        rounded to 16 bits)."""
+        dtype = torch.promote_types(r.dtype, torch.float32)
+        r = r.to(dtype).unsqueeze(-1)
+        freq, centres = self.freq.to(dtype), self.centres.to(dtype)
         if self.kind == "bessel":
             safe = r.clamp_min(1e-9)
             # sin(f r) / r -> f as r -> 0 (self loops)
-            values = torch.where(r > 1e-9, torch.sin(self.freq * safe) / safe, self.freq)
+            values = torch.where(r > 1e-9, torch.sin(freq * safe) / safe, freq)
             return math.sqrt(2.0 / self.r_max) * values
-        return torch.exp(-0.5 * ((r - self.centres) / self.sigma) ** 2)
+        return torch.exp(-0.5 * ((r - centres) / self.sigma) ** 2)
 
 
 def cosine_cutoff(r: torch.Tensor, r_max: float) -> torch.Tensor:
@@ -223,6 +233,11 @@ class EquivariantLayerNorm(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised ``x``, computed in full precision (at least fp32) even under autocast."""
+        with full_precision(x.device):
+            return self._normalise(x.to(working_dtype(self)))
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty_like(x)
         if self.scalar_norm is not None:
             idx = torch.cat(
@@ -280,12 +295,14 @@ class InteractionBlock(nn.Module):
         envelope: torch.Tensor,
         inv_count: torch.Tensor,
     ) -> torch.Tensor:
+        """One layer; the radial MLP, tensor product and self-interaction may run in 16 bits
+        under autocast, while the message mean, the norm and ``h`` stay in ``h``'s dtype."""
         weights = self.radial(radial) * envelope.unsqueeze(-1)
         messages = self.tp(h[src], sh, weights)
         agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
-        agg.index_add_(0, dst, messages)
-        agg = agg * inv_count.unsqueeze(-1) + self.self_linear(h)
-        out = self.gate(self.norm(agg))
+        agg.index_add_(0, dst, messages.to(h.dtype))
+        agg = agg * inv_count.unsqueeze(-1) + self.self_linear(h).to(h.dtype)
+        out = self.gate(self.norm(agg)).to(h.dtype)
         if self.alpha is None:
             return out
         mix = torch.sigmoid(self.alpha)
@@ -361,13 +378,15 @@ class XANE3(ConfiguredModel, nn.Module):
     # ---------------------------------------------------------------- forward
 
     def basis(self) -> torch.Tensor:
-        """Gaussian output basis ``[n_gaussians_out, output_dim]`` on the energy grid."""
-        diff = self.energies[None, :] - self.centres[:, None]
-        return torch.exp(-0.5 * (diff / self.widths[:, None]) ** 2)
+        """Gaussian output basis ``[n_gaussians_out, output_dim]`` on the energy grid, in the
+        dtype of the learnable centres (fp32 in training)."""
+        dtype = self.centres.dtype
+        diff = self.energies.to(dtype)[None, :] - self.centres[:, None]
+        return torch.exp(-0.5 * (diff / self.widths.to(dtype)[:, None]) ** 2)
 
     def node_features(self, batch: Any) -> torch.Tensor:
         """Node irreps after the interaction blocks: ``[N, irreps_hidden.dim]``."""
-        dtype = self.amplitudes.weight.dtype
+        dtype = working_dtype(self)
         z = batch.z
         if int(z.min()) < 1 or int(z.max()) > self.config.max_z:
             raise ModelError(
@@ -381,14 +400,14 @@ class XANE3(ConfiguredModel, nn.Module):
         sh = o3.spherical_harmonics(
             self.irreps_sh, unit, normalize=False, normalization="component"
         )
-        radial = self.radial_basis(dist)
+        radial = self.radial_basis(dist).to(dtype)
         envelope = cosine_cutoff(dist, self.config.r_max)
         n = z.shape[0]
         count = torch.zeros(n, dtype=dtype, device=vec.device).index_add_(
             0, dst, torch.ones_like(dist)
         )
         inv_count = 1.0 / count.clamp_min(1.0)
-        h = self.embed_linear(self.embedding(z))
+        h = self.embed_linear(self.embedding(z)).to(dtype)
         for layer in self.layers:
             h = layer(h, src, dst, sh, radial, envelope, inv_count)
         return h
@@ -414,9 +433,10 @@ class XANE3(ConfiguredModel, nn.Module):
             total = torch.zeros(n_abs, scalars.shape[1], dtype=scalars.dtype, device=scalars.device)
             total.index_add_(0, pair_a, scalars[pair_j])
             return total / reps.to(scalars.dtype).unsqueeze(-1)
-        q = self.query(scalars[absorbers])
-        k = self.key(scalars)
-        v = self.value(scalars)
+        # projections may run in 16 bits; the softmax and its sums in the scalars' dtype
+        q = self.query(scalars[absorbers]).to(scalars.dtype)
+        k = self.key(scalars).to(scalars.dtype)
+        v = self.value(scalars).to(scalars.dtype)
         score = (q[pair_a] * k[pair_j]).sum(-1) / math.sqrt(q.shape[1])
         smax = torch.full((n_abs,), -torch.inf, dtype=score.dtype, device=score.device)
         smax = smax.scatter_reduce(0, pair_a, score, reduce="amax")
@@ -458,13 +478,21 @@ class XANE3(ConfiguredModel, nn.Module):
                 v = ha[:, s].reshape(-1, mul, dim)
                 features.append(torch.sqrt(v.pow(2).sum(-1) + 1e-12))
         r = self.readout_act(self.readout(torch.cat(features, dim=-1)))
+        with full_precision(r.device):
+            return self._output(r.to(h.dtype))
+
+    def _output(self, r: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """Spectrum and E0 from the readout features ``r`` [A, readout_hidden], in ``r``'s
+        dtype (fp32 even in mixed-precision training: bf16 rounding of each energy point
+        would set a floor under the curvature term of the loss)."""
         spectrum = self.amplitudes(r) @ self.basis()
         if self.background_head is not None:
             p = self.background_head(r)
             edge = self.config.energy_min + self.span * torch.sigmoid(p[:, :1])
             width = self.span * (0.002 + 0.1 * nn.functional.softplus(p[:, 1:2]))
             height = p[:, 2:3]
-            spectrum = spectrum + height * torch.sigmoid((self.energies[None, :] - edge) / width)
+            energies = self.energies.to(r.dtype)[None, :]
+            spectrum = spectrum + height * torch.sigmoid((energies - edge) / width)
         e0 = self.e0(r.detach()).squeeze(-1) if self.e0 is not None else None
         return {"spectrum": spectrum, "e0": e0}
 
@@ -498,6 +526,10 @@ def xane3_loss(
     """
     if pred.shape != target.shape:
         raise ModelError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    pred, target = pred.to(dtype), target.to(dtype)  # differences in fp32 (or wider)
+    if e0_pred is not None:
+        e0_pred = e0_pred.to(dtype)
     if epoch is None or anneal_epochs <= 0:
         anneal = 1.0
     else:

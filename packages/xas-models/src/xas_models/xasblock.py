@@ -10,6 +10,10 @@ Inputs are first standardised with the buffers ``input_mean`` and ``input_scale`
 until :meth:`XASBlock.set_input_scaling` is called), so a checkpoint carries its own feature
 scaling and consumes raw featurizer output.
 
+Mixed precision: under ``torch.autocast`` (fp32 weights) the hidden Linear layers run in
+bf16/fp16; the standardisation, BatchNorm and the output layer stay fp32
+(:mod:`xas_models.precision`).
+
 Input: ``(batch, input_dim)`` float features of the absorbing site (e.g. M3GNet/ACSF/SOAP
 descriptors from xas-features). Output: ``(batch, output_dim)`` absorption coefficient mu(E)
 (arbitrary normalised units) at ``output_dim`` energy points of the model's energy grid
@@ -24,6 +28,7 @@ from torch import nn
 
 from xas_models.configured import ConfiguredModel
 from xas_models.errors import ModelError
+from xas_models.precision import precise, working_dtype
 from xas_models.registry import register_model
 
 #: Default hidden widths: two layers of 400. A reasonable generic starting point for
@@ -126,4 +131,16 @@ class XASBlock(ConfiguredModel, nn.Module):
                 f"expected features of shape (batch, {self.config.input_dim}), got "
                 f"{tuple(x.shape)}; featurize with the featurizer this model was trained on"
             )
-        return self.net((x - self.input_mean) / self.input_scale)
+        dtype = working_dtype(self)
+        h = (x.to(dtype) - self.input_mean.to(dtype)) / self.input_scale.to(dtype)
+        return self._layers(h)
+
+    def _layers(self, h: torch.Tensor) -> torch.Tensor:
+        """Run ``net`` on standardised features; under autocast the hidden Linear layers run
+        in 16 bits while BatchNorm and the output Linear run in full precision (fp32
+        statistics, a spectrum without 16-bit rounding)."""
+        last = len(self.net) - 2  # the output Linear, before Softplus
+        for i, layer in enumerate(self.net):
+            exact = i == last or isinstance(layer, nn.BatchNorm1d)
+            h = precise(layer, h) if exact else layer(h)
+        return h

@@ -90,7 +90,9 @@ class TrainingConfig(BaseModel):
             with ``loss_params`` for the latter (``d1``, ``d2``).
         zero_stage: DeepSpeed ZeRO stage 0-2.
         precision: ``auto`` (fp32 on CPU, bf16 on GPUs that support it), ``fp32``, ``bf16``,
-            ``fp16``.
+            ``fp16``. bf16/fp16 are mixed precision: fp32 weights, optimizer state and
+            checkpoints, the forward pass under ``torch.autocast`` (see
+            ``xas_train.trainer.autocast_section``).
         grad_clip: gradient-norm clipping (0 disables).
         checkpoint_every: DeepSpeed checkpoint every N epochs (0: only at the end).
     """

@@ -2,7 +2,9 @@
 
 All take ``pred`` and ``target`` of shape ``(batch, K)`` (K energy points on a uniform grid) and
 return a scalar mean over the batch, so that averaging over micro-batches and ranks gives the
-loss of the global batch.
+loss of the global batch. Every loss computes in fp32 (or wider), also on the 16-bit outputs of
+a mixed-precision forward pass: differences of neighbouring points lose most of their digits
+in bf16.
 """
 
 from __future__ import annotations
@@ -16,13 +18,21 @@ from xas_train.errors import ConfigError
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def full_precision(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pred`` and ``target`` in their common dtype, at least fp32."""
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    return pred.to(dtype), target.to(dtype)
+
+
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all points and spectra."""
+    pred, target = full_precision(pred, target)
     return torch.mean((pred - target) ** 2)
 
 
 def rse_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Mean relative squared error ``sum_k (y - yhat)^2 / sum_k y^2`` (CGXAS)."""
+    pred, target = full_precision(pred, target)
     num = torch.sum((pred - target) ** 2, dim=1)
     den = torch.sum(target**2, dim=1).clamp_min(eps)
     return torch.mean(num / den)
@@ -36,6 +46,7 @@ def derivative_loss(d1: float = 0.1, d2: float = 0.05) -> LossFn:
     """
 
     def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred, target = full_precision(pred, target)
         err = pred - target
         total = torch.mean(err**2)
         if d1:

@@ -12,6 +12,9 @@ statistics are averaged over ranks after every epoch so all ranks hold one model
 Resume: DeepSpeed checkpoints every ``checkpoint_every`` epochs carry the optimizer state, the
 early-stopping state, the best weights and the history; a killed run started again with the
 same config continues from the last checkpoint and ends with the same weights.
+
+Precision: bf16/fp16 runs keep fp32 weights (so checkpoints and the published safetensors are
+fp32) and run the forward pass under ``torch.autocast`` (:func:`autocast_section`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ import torch
 
 from xas_train.config import RunConfig, dump_config
 from xas_train.data import SplitArrays, TrainingData, load_training_data
-from xas_train.distributed import DistInfo, all_reduce_mean_, barrier, setup_distributed
+from xas_train.distributed import (
+    DistInfo,
+    all_reduce_mean_,
+    barrier,
+    setup_distributed,
+    teardown_distributed,
+)
 from xas_train.errors import ConfigError, TrainError
 from xas_train.losses import batch_loss, make_loss
 from xas_train.tracking import Tracker
@@ -226,11 +235,32 @@ def deepspeed_config(
         "wall_clock_breakdown": False,
         "zero_allow_untested_optimizer": True,
     }
-    if precision == "bf16":
-        ds["bf16"] = {"enabled": True}
-    elif precision == "fp16":
-        ds["fp16"] = {"enabled": True, "initial_scale_power": 12}
+    if precision in AUTOCAST_DTYPES:
+        ds["torch_autocast"] = autocast_section(precision)
     return ds
+
+
+#: ``training.precision`` -> the ``torch.autocast`` dtype of DeepSpeed's ``torch_autocast``.
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def autocast_section(precision: str) -> dict[str, Any]:
+    """DeepSpeed's ``torch_autocast`` section for bf16/fp16 mixed precision.
+
+    The weights, optimizer state, gradients and buffers stay fp32 and the forward pass runs
+    under ``torch.autocast``: matmuls in bf16/fp16, while the models keep their precision-
+    sensitive parts in fp32 (input standardisation, BatchNorm/LayerNorm statistics, message
+    sums, the output layer) and the losses compute in fp32. DeepSpeed's ``bf16``/``fp16``
+    modes instead cast the parameters (not the buffers) to 16 bits, which breaks every model
+    that mixes fp32 buffers into its layers and publishes 16-bit weights. Gradients are
+    reduced in fp32 (no lower-precision comm modules; the models are small); fp16 gets
+    DeepSpeed's gradient scaler.
+    """
+    return {
+        "enabled": True,
+        "dtype": AUTOCAST_DTYPES[precision],
+        "lower_precision_safe_modules": [],
+    }
 
 
 def effective_global_batch(config: RunConfig, n_train: int, world_size: int) -> int:
@@ -417,6 +447,7 @@ def _evaluate_and_save(
         | {"eval_split": str(split_name)},
     )
     module.eval()
+    module.float()  # published weights are fp32, whatever the training precision
     xm.save_checkpoint(run_dir / MODEL_DIR, module, meta, overwrite=True)
     return metrics, paths
 
@@ -432,6 +463,36 @@ def train(
     data: TrainingData | None = None,
 ) -> TrainResult:
     """Train one run as configured; resumable; returns the :class:`TrainResult`.
+
+    Starts the process group (unless the caller did) and destroys it when the run ends,
+    also when it fails; see :func:`_train` for the arguments.
+    """
+    dist = setup_distributed()
+    try:
+        return _train(
+            config,
+            dist,
+            parent_run_id=parent_run_id,
+            progress=progress,
+            fresh=fresh,
+            epoch_callback=epoch_callback,
+            data=data,
+        )
+    finally:
+        teardown_distributed(dist)
+
+
+def _train(
+    config: RunConfig,
+    dist: DistInfo,
+    *,
+    parent_run_id: str | None = None,
+    progress: Progress | None = print,
+    fresh: bool = False,
+    epoch_callback: Callable[[int, float], None] | None = None,
+    data: TrainingData | None = None,
+) -> TrainResult:
+    """Train one run as configured on the process group ``dist``; resumable.
 
     Args:
         config: the validated run config.
@@ -454,7 +515,6 @@ def train(
     torch.manual_seed(t.seed)
     model, arch = build_initial_model(config, data)
 
-    dist = setup_distributed()
     say: Progress = (progress or (lambda _m: None)) if dist.is_main else (lambda _m: None)
     precision = resolve_precision(t.precision, dist.device)
     global_batch = effective_global_batch(config, len(data.train), dist.world_size)
@@ -560,6 +620,7 @@ def train(
     t_loop = time.perf_counter()
     status = "FAILED"
     stopped_early = False
+    stop_request = StopRequest(dist)  # SIGUSR1 / $XAS_TRAIN_STOP_FILE: checkpoint and stop
     try:
         epoch = int(state["epoch"])
         while epoch < t.max_epochs:
@@ -626,6 +687,8 @@ def train(
                 barrier()
                 if dist.is_main:
                     _prune_checkpoints(ckpt_dir, t.keep_checkpoints)
+            if not stop and stop_request.requested():
+                stop_on_request(engine, ckpt_dir, state, epoch, config, stop_request)
             if stop:
                 stopped_early = True
                 say(f"[{config.name}] early stop: no improvement for {t.patience} epochs")
@@ -659,6 +722,7 @@ def train(
                 version = tracker.register(name, MODEL_DIR)
         status = "FINISHED"
     finally:
+        stop_request.close()
         if dist.is_main:
             tracker.end(status if status == "FINISHED" else "KILLED")
     barrier()
@@ -740,3 +804,101 @@ def evaluate_checkpoint(
     etas = ", ".join(f"{el} eta {m['eta']:.3f}" for el, m in metrics.items())
     say(f"[{config.name}] {tag}: best epoch {state['best_epoch']}; {etas}")
     return metrics
+
+
+# --------------------------------------------------------------------------- preemption
+#: Environment variable naming the stop file (the Slurm scripts of ``xas_train.slurm`` set it).
+STOP_FILE_ENV = "XAS_TRAIN_STOP_FILE"
+
+
+class TrainPreempted(TrainError):
+    """The run stopped on request (SIGUSR1 or the stop file) after saving a checkpoint; running
+    the same config again resumes from it."""
+
+
+class StopRequest:
+    """Stop requests to a training run: SIGUSR1 to this process, or the file named by
+    ``$XAS_TRAIN_STOP_FILE`` (written by a Slurm batch script when it gets SIGUSR1 before the
+    time limit or a preemption) existing without a ``checkpoint`` acknowledgement in it.
+
+    The handler only sets a flag (installed on the main thread, syscalls restarted, the
+    previous handler back on :meth:`close`); :meth:`requested` is a collective: every rank
+    calls it at the same point and all get the same answer.
+    """
+
+    def __init__(self, dist: DistInfo) -> None:
+        import os
+        import signal
+        import threading
+
+        self.dist = dist
+        self.path = os.environ.get(STOP_FILE_ENV) or None
+        self.signalled = False
+        self._previous = None
+        if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGUSR1, self._on_signal)
+            signal.siginterrupt(signal.SIGUSR1, False)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signalled = True
+
+    def file_requests(self) -> bool:
+        """The stop file exists and is a request (not this trainer's acknowledgement)."""
+        if self.path is None:
+            return False
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                return not f.read(64).startswith("checkpoint ")
+        except OSError:  # absent (the usual case) or unreadable
+            return False
+
+    def requested(self) -> bool:
+        """Whether any rank got a stop request (same answer on every rank)."""
+        local = self.signalled or self.file_requests()
+        if self.dist.world_size == 1:
+            return local
+        device = self.dist.device if self.dist.backend == "nccl" else torch.device("cpu")
+        flag = torch.tensor([int(local)], dtype=torch.int32, device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def acknowledge(self, tag: str) -> None:
+        """Rank 0 writes ``checkpoint TAG`` into the stop file: the batch script then requeues."""
+        if self.dist.is_main and self.path is not None:
+            from xas_data.io_utils import atomic_write_text
+
+            atomic_write_text(Path(self.path), f"checkpoint {tag}\n")
+
+    def close(self) -> None:
+        """Put the previous SIGUSR1 handler back."""
+        if self._previous is not None:
+            import signal
+
+            signal.signal(signal.SIGUSR1, self._previous)
+            self._previous = None
+
+
+def stop_on_request(
+    engine: Any,
+    ckpt_dir: Path,
+    state: dict[str, Any],
+    epoch: int,
+    config: RunConfig,
+    request: StopRequest,
+) -> None:
+    """Save a checkpoint of the state after ``epoch`` (unless the regular one of this epoch was
+    just saved), acknowledge the request and raise :class:`TrainPreempted` (all ranks)."""
+    t = config.training
+    tag = f"epoch{epoch:06d}"
+    if not (t.checkpoint_every and epoch % t.checkpoint_every == 0):
+        engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=state)
+        barrier()
+        if request.dist.is_main:
+            _prune_checkpoints(ckpt_dir, t.keep_checkpoints)
+    request.acknowledge(tag)
+    barrier()
+    why = "SIGUSR1" if request.signalled else f"stop file {request.path}"
+    raise TrainPreempted(
+        f"[{config.name}] stopped on request ({why}) after epoch {epoch}: checkpoint {tag} "
+        f"saved in {ckpt_dir}; run the same command again to resume"
+    )
