@@ -209,8 +209,9 @@ def read_simulation_group(
 
 def element_grid(groups: list[RawGroup], config: CurationConfig) -> EnergyGrid:
     """The grid of one element: ``edge`` mode fits it to the E0 of all its fidelities (one
-    grid per element, so cross-fidelity models share their output grid); ``omnixas`` mode is the
-    fixed OmniXAS-style grid."""
+    grid per element, so cross-fidelity models share their output grid) and reaches
+    ``grid_above_ev`` above the median E0 of every fidelity; ``omnixas`` mode is the fixed
+    OmniXAS-style grid."""
     element = groups[0].element
     if config.grid == "omnixas":
         return default_grid(element, config.grid_starts, config.grid_step, config.grid_points)
@@ -220,6 +221,7 @@ def element_grid(groups: list[RawGroup], config: CurationConfig) -> EnergyGrid:
         above_ev=config.grid_above_ev,
         step=config.grid_step,
         max_points=config.grid_max_points,
+        reach_ev=max(float(np.median(g.e0)) for g in groups) + config.grid_above_ev,
     )
 
 

@@ -122,12 +122,14 @@ def fit_edge_grid(
     coverage: float = 0.99,
     step: float = OMNIXAS_STEP_EV,
     max_points: int = 256,
+    reach_ev: float | None = None,
 ) -> EnergyGrid:
     """An edge-anchored uniform grid for spectra with edge energies ``e0`` (eV, [n]).
 
     The grid starts ``below_ev`` below the lowest E0 once the lowest ``1 - coverage`` share is
     set aside (so at least ``coverage`` of the edges sit ``below_ev`` inside it) and reaches
-    ``above_ev`` above the median E0. The step is ``step`` unless that needs more than
+    ``above_ev`` above the median E0 (and at least to ``reach_ev``, e.g. for a second fidelity
+    whose edges sit higher). The step is ``step`` unless that needs more than
     ``max_points`` points; then it grows in 0.05 eV increments. Start and step are rounded to
     0.05 eV so that grids are readable and reproducible.
     """
@@ -142,7 +144,7 @@ def fit_edge_grid(
         )
     low = float(np.quantile(e0, 1.0 - coverage, method="lower"))
     start = np.floor((low - below_ev) / 0.05) * 0.05
-    span = float(np.median(e0)) + above_ev - start
+    span = max(float(np.median(e0)) + above_ev, reach_ev or -np.inf) - start
     if np.ceil(span / step) + 1 > max_points:
         step = float(np.ceil(span / (max_points - 1) / 0.05) * 0.05)
     n_points = int(np.ceil(round(span / step, 6))) + 1
