@@ -196,3 +196,11 @@ def test_checkout_zoo_is_the_default_local_zoo(monkeypatch):
     monkeypatch.delenv("XAS_MODEL_ZOO")
     names = {e.name for e in list_pretrained()}
     assert "xasblock-chgnet-default-feff-fast-tuned-cu" in names
+
+
+def test_below_baseline_names_the_elements_with_eta_below_one():
+    from xas_models.zoo import below_baseline
+
+    assert below_baseline({"Cu/eta": 0.93, "Fe/eta": 1.3, "Cu/xi": 0.1}) == ["Cu"]
+    assert below_baseline({"eta": 0.5}) == ["all"] and below_baseline({"eta": 2.0}) == []
+    assert below_baseline({"OS_f1_macro": 0.2}) == []

@@ -60,3 +60,22 @@ def test_concurrent_publishers_lose_no_entry(trained, tmp_path):
     assert codes == [0, 0, 0, 0], "\n".join(p.tail() for p in procs)
     names = sorted(e["name"] for e in json.loads((zoo / "index.json").read_text())["models"])
     assert names == [f"toy-{i}" for i in range(4)]
+
+
+BELOW = (
+    Path(__file__).parents[3] / "model-zoo" / "xasblock-chgnet-default-feff-fast-tuned-cu" / "0.1.0"
+)
+
+
+def test_a_model_worse_than_the_mean_spectrum_needs_allow_below_baseline(tmp_path):
+    """The zoo's tuned-cu (test eta 0.93 on Cu) is refused unless allowed, then flagged."""
+    with pytest.raises(TrainError, match=r"eta < 1 for Cu .*--allow-below-baseline"):
+        publish(BELOW, tmp_path / "zoo", "tuned-cu", "0.1.0")
+    assert not (tmp_path / "zoo" / "tuned-cu").exists()
+    entry = publish(BELOW, tmp_path / "zoo", "tuned-cu", "0.1.0", allow_below_baseline=True)
+    assert entry["below_baseline"] == ["Cu"]
+    from xas_models.cli import format_models
+    from xas_models.zoo import list_pretrained
+
+    table = format_models(list_pretrained(str(tmp_path / "zoo")))
+    assert "! below baseline (eta < 1: Cu)" in table

@@ -121,6 +121,14 @@ def headline_metric(metrics: dict[str, Any]) -> str:
     return "-"
 
 
+def _baseline_flag(metrics: dict[str, Any]) -> str:
+    """`` ! below baseline (eta < 1: Cu)`` for models worse than the mean spectrum."""
+    from xas_models.zoo import below_baseline
+
+    bad = below_baseline(metrics)
+    return f"  ! below baseline (eta < 1: {', '.join(bad)})" if bad else ""
+
+
 def format_models(entries: Sequence[ZooEntry]) -> str:
     """Table of zoo entries: name, version, elements, fidelity, featurizer, headline metric."""
     head = ("name", "version", "elements", "fidelity", "featurizer", "metric")
@@ -131,7 +139,7 @@ def format_models(entries: Sequence[ZooEntry]) -> str:
             ",".join(e.elements),
             e.fidelity,
             e.featurizer.name,
-            headline_metric(e.metrics),
+            headline_metric(e.metrics) + _baseline_flag(e.metrics),
         )
         for e in entries
     ]

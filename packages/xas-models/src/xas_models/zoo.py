@@ -126,6 +126,17 @@ class ZooEntry(BaseModel):
         return f"{self.name} {self.version}"
 
 
+def below_baseline(metrics: dict[str, Any]) -> list[str]:
+    """Elements (or ``"all"``) whose test eta (``"<El>/eta"`` or ``"eta"``) is below 1: the
+    model predicts worse than the mean training spectrum there."""
+    bad = []
+    for key, value in metrics.items():
+        if (key == "eta" or key.endswith("/eta")) and isinstance(value, int | float):
+            if not isinstance(value, bool) and value < 1:
+                bad.append(key.split("/")[0] if "/" in key else "all")
+    return sorted(bad)
+
+
 def version_key(version: str) -> tuple[Any, ...]:
     """Sort key of a semantic version: ``0.10.0 > 0.9.0``; ``1.0.0-rc1 < 1.0.0``.
 

@@ -315,8 +315,12 @@ def publish(
         str | None,
         typer.Option(help="forward or inverse (default: inverse for spectrum-input models)"),
     ] = None,
+    allow_below_baseline: Annotated[
+        bool, typer.Option(help="publish a forward model with test eta < 1 (flagged)")
+    ] = False,
 ) -> None:
-    """Publish a checkpoint into the model zoo (files + sha256 in index.json)."""
+    """Publish a checkpoint into the model zoo (files + sha256 in index.json); a forward model
+    worse than the mean spectrum (test eta < 1) needs --allow-below-baseline."""
     from xas_train.errors import TrainError
     from xas_train.publish import publish as do_publish
 
@@ -329,6 +333,7 @@ def publish(
             overwrite=overwrite,
             license=license,
             tracking_uri=tracking_uri,
+            allow_below_baseline=allow_below_baseline,
             **({"task": task} if task else {}),
         )
     except TrainError as exc:

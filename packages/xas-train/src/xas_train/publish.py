@@ -131,13 +131,17 @@ def publish(
     license: str = "BSD-3-Clause",
     task: str | None = None,
     tracking_uri: str | None = None,
+    allow_below_baseline: bool = False,
 ) -> dict[str, Any]:
     """Copy a checkpoint into ``<zoo>/<name>/<version>`` and add it to the index.
 
     Returns the index entry. Raises TrainError for a bad name/version, an unreadable
-    checkpoint, or an existing name/version without ``overwrite``.
+    checkpoint, an existing name/version without ``overwrite``, or a forward model whose test
+    eta is below 1 for some element (worse than the mean spectrum) without
+    ``allow_below_baseline``; such a model's entry records ``below_baseline``.
     """
     from xas_models import load_checkpoint
+    from xas_models.zoo import below_baseline
 
     if not _NAME_RE.match(name):
         raise TrainError(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
@@ -149,6 +153,13 @@ def publish(
         _, meta = load_checkpoint(ckpt)  # JSON + safetensors: nothing is unpickled
     except Exception as exc:
         raise TrainError(f"cannot publish {ckpt}: {exc}") from None
+    task = task or ("inverse" if meta.featurizer.name == "spectrum" else "forward")
+    bad = below_baseline(meta.metrics) if task == "forward" else []
+    if bad and not allow_below_baseline:
+        raise TrainError(
+            f"{name} {version}: test eta < 1 for {', '.join(bad)} (worse than the mean training "
+            "spectrum); train it better, or pass --allow-below-baseline to publish it flagged"
+        )
     zoo = Path(zoo_dir)
     rel = Path(name) / version
     with _locked(zoo):
@@ -173,7 +184,7 @@ def publish(
             "name": name,
             "version": version,
             "architecture": meta.architecture,
-            "task": task or ("inverse" if meta.featurizer.name == "spectrum" else "forward"),
+            "task": task,
             "elements": meta.elements,
             "edge": meta.edge,
             "fidelity": meta.fidelity,
@@ -181,6 +192,7 @@ def publish(
             "energy_grids": {el: g.model_dump() for el, g in grids.items()},
             "training_data": meta.training_data,
             "metrics": meta.metrics,
+            **({"below_baseline": bad} if bad else {}),
             "license": license,
             "mlflow_run_id": meta.training_data.get("mlflow_run_id"),
             "path": rel.as_posix(),

@@ -50,6 +50,24 @@ class QuickstartResult:
     data_path: str
 
 
+def _publish_one(source, zoo, name, version, allow_below_baseline, say) -> dict | None:
+    """Publish one cascade model; a below-baseline model is skipped with a message."""
+    from xas_train.errors import TrainError
+    from xas_train.publish import publish
+
+    try:
+        entry = publish(
+            source, zoo, name, version, overwrite=True, allow_below_baseline=allow_below_baseline
+        )
+    except TrainError as exc:
+        if "below-baseline" not in str(exc):
+            raise
+        say(f"[quickstart] not published: {exc}")
+        return None
+    say(f"[quickstart] published {name} {version} -> {Path(zoo) / entry['path']}")
+    return entry
+
+
 def prepare_data(out: Path, featurizer: str, progress: Progress) -> Path:
     """Copy the shipped store to ``out/data.zarr`` and featurize it (skipped when done)."""
     from xas_data import default_dataset_path
@@ -82,13 +100,15 @@ def quickstart(
     overrides: list[str] | None = None,
     progress: Progress | None = print,
     fresh: bool = False,
+    allow_below_baseline: bool = False,
 ) -> QuickstartResult:
     """Run the main job; returns the cascade result and the published zoo entries.
 
+    Models with a test eta below 1 for some element are not published (a line says so)
+    unless ``allow_below_baseline``, which publishes them flagged.
+
     ``overrides`` are dotted changes of :data:`QUICKSTART_CONFIG` (``model.dropout=0.2``).
     """
-    from xas_train.publish import publish
-
     say: Progress = progress or (lambda _m: None)
     t0 = time.perf_counter()
     out = Path(out)
@@ -109,7 +129,9 @@ def quickstart(
                 "universal" if run.recipe == "universal" else f"tuned-{run.elements[0].lower()}"
             )
             name = f"xasblock-{featurizer}-default-{run.fidelity.lower()}-{suffix}"
-            entry = publish(cascade.models[run.name], zoo, name, version, overwrite=True)
-            published.append(entry)
-            say(f"[quickstart] published {name} {version} -> {Path(zoo) / entry['path']}")
+            entry = _publish_one(
+                cascade.models[run.name], zoo, name, version, allow_below_baseline, say
+            )
+            if entry is not None:
+                published.append(entry)
     return QuickstartResult(cascade, published, time.perf_counter() - t0, str(data))
