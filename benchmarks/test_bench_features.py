@@ -49,8 +49,8 @@ def _prototypes() -> list[Structure]:
             ["Ti", "O"],
             [[0, 0, 0], [0.305, 0.305, 0]],
         ),
-        sg(
-            "Fd-3m", Lattice.cubic(8.08), ["Co", "O"], [[0.125, 0.125, 0.125], [0.26, 0.26, 0.26]]
+        sg(  # Co3O4 spinel, origin choice 1 (the structure check refuses overlapping atoms)
+            "Fd-3m", Lattice.cubic(8.08), ["Co", "Co", "O"], [[0, 0, 0], [0.625] * 3, [0.3875] * 3]
         ).get_primitive_structure(),
         sg("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"], [[0, 0, 0], [0.5] * 3, [0.5, 0.5, 0]]),
         sg(

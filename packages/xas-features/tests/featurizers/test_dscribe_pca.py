@@ -28,8 +28,10 @@ COO = _rocksalt("Co", 4.26)
 RUTILE = Structure.from_spacegroup(
     "P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]]
 )
+# Co3O4 spinel (origin choice 1: Co 8a and 16d, O 32e at x = 0.3875); the earlier "spinel" put
+# O at 0.26 with Co at 1/8, which made atoms 0.23 A apart: the structure check now refuses it
 SPINEL = Structure.from_spacegroup(
-    "Fd-3m", Lattice.cubic(8.08), ["Co", "O"], [[0.125, 0.125, 0.125], [0.26, 0.26, 0.26]]
+    "Fd-3m", Lattice.cubic(8.08), ["Co", "Co", "O"], [[0, 0, 0], [0.625] * 3, [0.3875] * 3]
 ).get_primitive_structure()
 CUPRITE = Structure.from_spacegroup(
     "Pn-3m", Lattice.cubic(4.27), ["Cu", "O"], [[0, 0, 0], [0.75, 0.75, 0.75]]
