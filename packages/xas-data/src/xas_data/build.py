@@ -300,6 +300,29 @@ def grid_group(raw: RawGroup, grid: EnergyGrid) -> tuple[GroupData, list[dict]]:
     return group, records
 
 
+def grid_groups(raws: dict[str, list[RawGroup]], config: CurationConfig):
+    """Yield (GroupData, provenance records) of every raw group on its element's grid, after
+    checking that the grid keeps the group's edges inside (``config.check_edges``)."""
+    grids = element_grids(raws, config)
+    for element in sorted(raws):
+        for raw in raws[element]:
+            if config.check_edges:
+                check_edges_inside(raw, grids[element])
+            yield grid_group(raw, grids[element])
+
+
+def _store_structures(ds: XASDataset, groups: list[GroupData]) -> dict[str, tuple[str, str]]:
+    """Structure JSON and source of every material of ``groups``, read from store ``ds``."""
+    structures = {}
+    for mid in {m for g in groups for m in g.material_ids}:
+        row = ds.material_row(mid)
+        structures[mid] = (
+            str(ds.root["materials/structure"][row]),
+            str(ds.root["materials/source"][row]),
+        )
+    return structures
+
+
 def load_simulation_group(
     workdir: str | Path, preset: str, element: str, config: CurationConfig
 ) -> tuple[GroupData, list[dict]]:
@@ -421,16 +444,10 @@ def build_from_simulations(
         )
         for element in elements:
             raws[element].append(read_simulation_group(workdir, preset, element, task_ids))
-    grids = element_grids(raws, config)
-    for element in sorted(raws):
-        grid = grids[element]
-        for raw in raws[element]:
-            if config.check_edges:
-                check_edges_inside(raw, grid)
-            group, recs = grid_group(raw, grid)
-            group, more = curate_group(group, config)
-            groups.append(group)
-            records.extend(recs + more)
+    for group, recs in grid_groups(raws, config):
+        group, more = curate_group(group, config)
+        groups.append(group)
+        records.extend(recs + more)
     source = {
         "kind": about["kind"],
         "presets": {p: get_preset(p).to_dict() for p in presets},
@@ -519,13 +536,7 @@ def curate_store(
         group, recs = curate_group(group_from_store(selection), config)
         groups.append(group)
         records.extend(recs)
-    structures = {}
-    for mid in {m for g in groups for m in g.material_ids}:
-        row = ds.material_row(mid)
-        structures[mid] = (
-            str(ds.root["materials/structure"][row]),
-            str(ds.root["materials/source"][row]),
-        )
+    structures = _store_structures(ds, groups)
     source = {"kind": "re-curation", "from": str(Path(src).resolve()), "parent": ds.provenance}
     return write_store(
         groups,
@@ -605,22 +616,10 @@ def regrid_store(
     for selection in ds.iter_selections():
         raws[selection.element].append(raw_group_from_store(selection))
     groups, records = [], []
-    grids = element_grids(raws, config)
-    for element in sorted(raws):
-        grid = grids[element]
-        for raw in raws[element]:
-            if config.check_edges:
-                check_edges_inside(raw, grid)
-            group, recs = grid_group(raw, grid)
-            groups.append(group)
-            records.extend(recs)
-    structures = {}
-    for mid in {m for g in groups for m in g.material_ids}:
-        row = ds.material_row(mid)
-        structures[mid] = (
-            str(ds.root["materials/structure"][row]),
-            str(ds.root["materials/source"][row]),
-        )
+    for group, recs in grid_groups(raws, config):
+        groups.append(group)
+        records.extend(recs)
+    structures = _store_structures(ds, groups)
     source = {"kind": "regrid", "from": str(Path(src).resolve()), "parent": ds.provenance}
     return write_store(
         groups,
