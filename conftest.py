@@ -20,3 +20,23 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running single-node Slurm (``tests/support/xas_slurm.py``): found running, or started
+    with ``../shared/tools/slurm-single-node.sh start`` and then stopped after the session.
+    Skipped without root or the script, except under ``CI=true`` (then it fails)."""
+    from xas_slurm import SlurmCluster
+
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm-cluster"))
+    try:
+        yield cluster.ensure_started()
+    finally:
+        cluster.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the real Slurm run last (in their order), so the cluster they start is up for
+    as short a time as possible and no other test sees it."""
+    items.sort(key=lambda item: "slurm_cluster" in getattr(item, "fixturenames", ()))

@@ -40,6 +40,7 @@ def test_slurm_writes_a_submittable_script(write_config, tmp_path):
             "gpu",
             "--time",
             "12:00:00",
+            "--no-check",  # a script for another cluster: not checked against a Slurm here
         ],
     )
     assert result.exit_code == 0, result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import stat
 import subprocess
@@ -12,10 +13,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from xas_testkit import DEADLINE_S, run_logged
+from xas_testkit import DEADLINE_S, Background, run_logged, wait_for
 
 from xas_train import slurm
-from xas_train.slurm import SlurmOptions, render_sbatch, write_sbatch
+from xas_train.slurm import (
+    SlurmOptions,
+    check_against_cluster,
+    fit_cpus_to_cluster,
+    parse_sinfo,
+    render_sbatch,
+    slurm_seconds,
+    write_sbatch,
+)
 
 BASH = "/bin/bash"
 
@@ -32,11 +41,12 @@ def _sbatch_values(script: str) -> dict[str, str]:
 
 
 def _logical_line(script: str, marker: str) -> str:
-    """The line containing ``marker`` with its backslash continuations joined."""
+    """The line containing ``marker`` with its backslash continuations joined (without the
+    ``&`` that starts the launcher in the background when the script handles SIGUSR1)."""
     joined = script.replace("\\\n", " ")
     matches = [line for line in joined.splitlines() if marker in line and not line.startswith("#")]
     assert len(matches) == 1, matches
-    return matches[0]
+    return matches[0].removesuffix(" &")
 
 
 def _bash_syntax_ok(path: Path) -> None:
@@ -106,6 +116,9 @@ def test_sbatch_values_match_options(tmp_path: Path) -> None:
         "--partition": "gpu",
         "--account": "proj42",
         "--mem": "256G",
+        "--open-mode": "append",  # a requeued job adds to its log
+        "--signal": "B:USR1@120",
+        "--requeue": "",
         "--qos": "high",
         "--exclusive": "",
     }
@@ -232,6 +245,13 @@ def test_train_command_mapping(
         ({"gpus_per_node": -1}, "gpus_per_node must be >= 0"),
         ({"cpus_per_task": 0}, "cpus_per_task must be >= 1"),
         ({"rdzv_port": 70000}, "rdzv_port must be between 1 and 65535"),
+        ({"nproc_per_node": 0}, "nproc_per_node must be >= 1"),
+        ({"gpus_per_node": 2, "nproc_per_node": 3}, "nproc_per_node 3 exceeds gpus_per_node 2"),
+        ({"signal_before_s": 0}, "signal_before_s must be between 1 and 65535"),
+        ({"requeue": "yes"}, "requeue must be True or False"),
+        ({"activate": "venv"}, "activate must be the absolute path of a Python environment"),
+        ({"extra_sbatch": ("--signal=USR1@60",)}, "set SlurmOptions.signal_before_s instead"),
+        ({"extra_sbatch": ("--requeue",)}, "set SlurmOptions.requeue instead"),
         ({"launcher": "mpirun"}, "launcher must be one of 'torchrun', 'deepspeed', got 'mpirun'"),
         ({"job_name": "my job"}, "job_name must be non-empty"),
         ({"job_name": "a\nb"}, "job_name must be a single line"),
@@ -395,7 +415,7 @@ def _run_with_fake_slurm(tmp_path: Path, script: str) -> tuple[Path, Path]:
         [BASH, str(job)], cwd=submit, env=env, capture_output=True, text=True, timeout=DEADLINE_S
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "job 4242: 2 node(s) [host1 host2]" in result.stdout
+    assert "job 4242 (restart 0): 2 node(s) [host1 host2]" in result.stdout
     return record, submit
 
 
@@ -408,7 +428,11 @@ def _recorded(record: Path, name: str) -> tuple[list[str], dict[str, str]]:
 def test_torchrun_script_runs_with_fake_slurm(tmp_path: Path) -> None:
     config = tmp_path / "my configs" / "fe k.yaml"
     options = SlurmOptions(
-        nodes=2, gpus_per_node=4, rdzv_port=29777, env_setup=("export SETUP_RAN=yes",)
+        nodes=2,
+        gpus_per_node=4,
+        rdzv_port=29777,
+        env_setup=("export SETUP_RAN=yes",),
+        activate=None,  # the stubs, not this environment's launchers
     )
     record, _ = _run_with_fake_slurm(tmp_path, render_sbatch(config, options))
     srun_args = (record / "srun.args").read_text().splitlines()
@@ -442,7 +466,7 @@ def test_torchrun_script_runs_with_fake_slurm(tmp_path: Path) -> None:
 
 def test_deepspeed_script_runs_with_fake_slurm(tmp_path: Path) -> None:
     config = tmp_path / "cfg dir" / "run.yaml"
-    options = SlurmOptions(nodes=2, gpus_per_node=0, launcher="deepspeed")
+    options = SlurmOptions(nodes=2, gpus_per_node=0, launcher="deepspeed", activate=None)
     record, submit = _run_with_fake_slurm(tmp_path, render_sbatch(config, options))
     hostfile = submit / "hostfile-4242"
     assert hostfile.read_text() == "host1 slots=1\nhost2 slots=1\n"
@@ -454,7 +478,7 @@ def test_deepspeed_script_runs_with_fake_slurm(tmp_path: Path) -> None:
             "--num_nodes=2",
             "--num_gpus=1",
             "--master_addr=host1",
-            "--master_port=29500",
+            "--master_port=24242",  # 20000 + job id 4242 % 20000
             "--no_ssh",
             "--no_local_rank",
             "--module",
@@ -486,7 +510,8 @@ def test_missing_launcher_gives_helpful_error(tmp_path: Path) -> None:
     (bin_dir / "scontrol").write_text(_SCONTROL)
     (bin_dir / "scontrol").chmod(0o755)
     job = tmp_path / "job.sh"
-    job.write_text(render_sbatch(tmp_path / "c.yaml", SlurmOptions(2, 1, launcher="deepspeed")))
+    options = SlurmOptions(2, 1, launcher="deepspeed", activate=None)
+    job.write_text(render_sbatch(tmp_path / "c.yaml", options))
     env = {
         "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin",
         "SLURM_JOB_ID": "7",
@@ -506,7 +531,7 @@ def test_missing_launcher_gives_helpful_error(tmp_path: Path) -> None:
 
 def _parse_recorded(tmp_path: Path, launcher: str) -> list[str]:
     config = tmp_path / "c.yaml"
-    options = SlurmOptions(nodes=2, gpus_per_node=4, launcher=launcher)
+    options = SlurmOptions(nodes=2, gpus_per_node=4, launcher=launcher, activate=None)
     record, _ = _run_with_fake_slurm(tmp_path, render_sbatch(config, options))
     return _recorded(record, f"{launcher}.1")[0]
 
@@ -516,7 +541,7 @@ def test_torchrun_accepts_the_arguments(tmp_path: Path) -> None:
     run = pytest.importorskip("torch.distributed.run")
     args = run.get_args_parser().parse_args(_parse_recorded(tmp_path, "torchrun"))
     assert (args.nnodes, args.nproc_per_node) == ("2", "4")
-    assert (args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id) == ("c10d", "host1:29500", "4242")
+    assert (args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id) == ("c10d", "host1:24242", "4242")
     assert args.module and not args.no_python
     assert args.training_script == "xas_train.cli"
     assert args.training_script_args == ["train", str(tmp_path / "c.yaml")]
@@ -527,7 +552,7 @@ def test_deepspeed_accepts_the_arguments(tmp_path: Path) -> None:
     runner = pytest.importorskip("deepspeed.launcher.runner")
     args = runner.parse_args(_parse_recorded(tmp_path, "deepspeed"))
     assert (args.node_rank, args.num_nodes, args.num_gpus) == (1, 2, 4)
-    assert (args.master_addr, args.master_port) == ("host1", 29500)
+    assert (args.master_addr, args.master_port) == ("host1", 24242)
     assert args.hostfile == str(tmp_path / "submit" / "hostfile-4242")
     assert args.no_ssh and args.no_local_rank and args.module and not args.no_python
     assert args.launcher == "pdsh"  # unused: --no_ssh launches locally on every node
@@ -610,5 +635,421 @@ def test_header_mentions_command_and_launcher(tmp_path: Path) -> None:
     script = render_sbatch(tmp_path / "c.yaml", SlurmOptions(2, 4, launcher="deepspeed"))
     header = "\n".join(script.splitlines()[:6])
     assert f"# Runs: xas-train train {tmp_path / 'c.yaml'}" in header
-    assert "2 node(s) x 4 GPU(s) per node, launched with deepspeed" in header
+    assert "2 node(s) x 4 process(es) per node, 4 GPU(s) per node," in header
+    assert "launched with deepspeed" in header
     assert "sbatch" in header
+
+
+# --------------------------------------------------------------------------- CPU nodes, ports
+
+
+def test_cpu_nodes_ask_for_no_gpus_and_run_nproc_processes(tmp_path: Path) -> None:
+    script = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0, nproc_per_node=2))
+    assert "--gpus-per-node" not in _sbatch_values(script)  # refused on GPU-less clusters
+    assert "gres" not in script.lower()
+    assert "NPROC_PER_NODE=2" in script
+    assert "1 node(s) x 2 process(es) per node, no GPU (CPU) per node" in script
+    assert SlurmOptions(1, 4, nproc_per_node=2).nproc_per_node == 2
+
+
+def test_port_from_job_id_and_per_job_extensions_dir(tmp_path: Path) -> None:
+    script = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0))
+    assert "export MASTER_PORT=$(( 20000 + SLURM_JOB_ID % 20000 ))" in script
+    assert (
+        'export TORCH_EXTENSIONS_DIR="${TMPDIR:-/tmp}/xas-torch-extensions-$(id -u)-'
+        '${SLURM_JOB_ID}"' in script
+    )
+    fixed = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0, rdzv_port=29600))
+    assert "export MASTER_PORT=29600" in fixed
+
+
+def test_environment_activation_default_and_off(tmp_path: Path) -> None:
+    script = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0))
+    assert f"PYTHON_ENV={shlex.quote(sys.prefix)}" in script
+    if (Path(sys.prefix) / "bin" / "activate").is_file():
+        assert 'source "$PYTHON_ENV/bin/activate"' in script
+    off = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0, activate=None))
+    assert "PYTHON_ENV" not in off
+
+
+def _fake_env(root: Path, with_activate: bool) -> Path:
+    prefix = root / ("venv" if with_activate else "conda")
+    (prefix / "bin").mkdir(parents=True)
+    if with_activate:
+        (prefix / "bin" / "activate").write_text(
+            f'export SETUP_RAN="${{SETUP_RAN:-}}+activated"\nexport PATH="{prefix / "bin"}:$PATH"\n'
+        )
+    return prefix
+
+
+@pytest.mark.parametrize("with_activate", [True, False])
+def test_script_activates_its_environment_after_env_setup(
+    tmp_path: Path, with_activate: bool
+) -> None:
+    prefix = _fake_env(tmp_path / "envs", with_activate)
+    options = SlurmOptions(
+        2, 0, env_setup=("export SETUP_RAN=setup",), activate=str(prefix), rdzv_port=29777
+    )
+    script = render_sbatch(tmp_path / "c.yaml", options)
+    # the environment's bin/ comes first on PATH: its launcher is the one that runs
+    (prefix / "bin" / "torchrun").write_text(
+        _LAUNCHER.format(name="torchrun").replace("SETUP=%s", "SETUP=%s-from-env")
+    )
+    (prefix / "bin" / "torchrun").chmod(0o755)
+    record, _ = _run_with_fake_slurm(tmp_path, script)
+    _, env = _recorded(record, "torchrun.0")
+    assert env["SETUP"] == ("setup+activated" if with_activate else "setup") + "-from-env"
+
+
+def test_script_fails_clearly_when_its_environment_is_gone(tmp_path: Path) -> None:
+    prefix = _fake_env(tmp_path / "envs", True)
+    script = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0, activate=str(prefix)))
+    (prefix / "bin" / "activate").unlink()
+    job = tmp_path / "job.sh"
+    job.write_text(script)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SLURM_JOB_ID": "7",
+        "SLURM_JOB_NODELIST": "host1",
+        "SLURM_NNODES": "1",
+        "SLURM_SUBMIT_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [BASH, str(job)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE_S
+    )
+    assert result.returncode == 1
+    assert f"{prefix}/bin/activate not found" in result.stderr
+
+
+# --------------------------------------------------------------------------- SIGUSR1 and requeue
+
+# fake scontrol: hostnames of the allocation, and 'requeue JOBID' recorded
+_SCONTROL_REQUEUE = """\
+#!/bin/bash
+case "$1 $2" in
+    "show hostnames") printf '%s\\n' host1 host2 ;;
+    "requeue "*) printf '%s\\n' "$*" >>"$RECORD_DIR/scontrol.calls" ;;
+    *) exit 2 ;;
+esac
+"""
+
+# fake launcher per node: says it started; with STOP_MODE=checkpoint it waits for the stop
+# request, node 0 acknowledges a checkpoint (as the trainer does) and both exit 1 (as a
+# stopped trainer under torchrun does); otherwise it exits with LAUNCHER_EXIT
+_LAUNCHER_STOPPABLE = """\
+#!/bin/bash
+printf 'TORCH_EXTENSIONS_DIR=%s\\n' "$TORCH_EXTENSIONS_DIR" >"$RECORD_DIR/launcher.$SLURM_NODEID"
+if [[ "$STOP_MODE" == checkpoint ]]; then
+    touch "$RECORD_DIR/started.$SLURM_NODEID"
+    for _ in $(seq 6000); do
+        [[ -f "$XAS_TRAIN_STOP_FILE" ]] && break
+        sleep 0.1
+    done
+    grep -q "stop requested" "$XAS_TRAIN_STOP_FILE" || exit 9
+    [[ "$SLURM_NODEID" == 0 ]] && echo "checkpoint epoch000003" >"$XAS_TRAIN_STOP_FILE"
+    exit 1
+fi
+exit "$LAUNCHER_EXIT"
+"""
+
+
+def _stoppable_job(tmp_path: Path, requeue: bool = True) -> tuple[Path, dict[str, str]]:
+    bin_dir, record, submit = tmp_path / "bin", tmp_path / "record", tmp_path / "submit"
+    for folder in (bin_dir, record, submit):
+        folder.mkdir()
+    for name, text in {
+        "scontrol": _SCONTROL_REQUEUE,
+        "srun": _SRUN,
+        "torchrun": _LAUNCHER_STOPPABLE,
+    }.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    job = submit / "job.sh"
+    job.write_text(
+        render_sbatch(tmp_path / "c.yaml", SlurmOptions(2, 0, requeue=requeue, activate=None))
+    )
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "RECORD_DIR": str(record),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NODELIST": "host[1-2]",
+        "SLURM_NNODES": "2",
+        "SLURM_CPUS_PER_TASK": "2",
+        "SLURM_SUBMIT_DIR": str(submit),
+    }
+    return job, env
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+def test_sigusr1_stops_the_trainer_and_requeues_after_its_checkpoint(
+    tmp_path: Path, requeue: bool
+) -> None:
+    job, env = _stoppable_job(tmp_path, requeue)
+    record, submit = tmp_path / "record", tmp_path / "submit"
+    script = job.read_text()
+    assert "#SBATCH --signal=B:USR1@120" in script
+    assert ("#SBATCH --requeue" if requeue else "#SBATCH --no-requeue") in script
+    proc = Background(
+        [BASH, job], tmp_path / "job.log", cwd=submit, env=env | {"STOP_MODE": "checkpoint"}
+    )
+    try:
+        wait_for(
+            lambda: all((record / f"started.{n}").exists() for n in (0, 1)),
+            "both fake launchers to start",
+            process=proc,
+        )
+        os.kill(proc.pid, signal.SIGUSR1)  # what Slurm sends to the batch shell (B:USR1)
+        assert proc.wait("the job script to end after SIGUSR1") == 0, proc.output()
+    finally:
+        proc.stop()
+    out = proc.output()
+    assert "SIGUSR1 received" in out
+    calls = (record / "scontrol.calls").read_text().splitlines() if requeue else []
+    if requeue:
+        assert calls == ["requeue 4242"]
+        assert "saving checkpoint epoch000003; requeueing the job" in out
+    else:
+        assert not (record / "scontrol.calls").exists()
+        assert "submit this script again to resume from it" in out
+    assert not (submit / "xas-train-4242.stop").exists()
+    ext = (record / "launcher.0").read_text().strip()
+    assert ext.startswith("TORCH_EXTENSIONS_DIR=") and ext.endswith(f"-{os.getuid()}-4242")
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_without_sigusr1_the_launcher_status_is_the_job_status(tmp_path: Path, code: int) -> None:
+    job, env = _stoppable_job(tmp_path)
+    submit = tmp_path / "submit"
+    (submit / "xas-train-4242.stop").write_text("stop requested\n")  # stale: removed at start
+    result = subprocess.run(
+        [BASH, str(job)],
+        cwd=submit,
+        env=env | {"STOP_MODE": "none", "LAUNCHER_EXIT": str(code)},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert not (tmp_path / "record" / "scontrol.calls").exists()
+    assert not (submit / "xas-train-4242.stop").exists()
+
+
+def test_no_signal_handling_when_turned_off(tmp_path: Path) -> None:
+    script = render_sbatch(tmp_path / "c.yaml", SlurmOptions(1, 0, signal_before_s=None))
+    for text in ("--signal", "--requeue", "trap request_stop", "XAS_TRAIN_STOP_FILE", " &\n"):
+        assert text not in script, text
+
+
+# --------------------------------------------------------------------------- the cluster
+
+_SINFO_OUT = """\
+gpu001|gpu|64|gpu:a100:4(S:0-1)|512000|2-00:00:00
+gpu002|gpu|64|gpu:a100:4(S:0-1)|512000|2-00:00:00
+cpu001|cpu*|128|(null)|256000|1-00:00:00
+cpu001|debug|128|(null)|256000|30:00
+"""
+
+
+def test_parse_sinfo_and_slurm_times() -> None:
+    info = parse_sinfo(_SINFO_OUT)
+    assert info.default_partition == "cpu"
+    assert info.partitions == ["gpu", "cpu", "debug"]
+    assert [(n.name, n.gpus, n.cpus) for n in info.nodes][:3] == [
+        ("gpu001", 4, 64),
+        ("gpu002", 4, 64),
+        ("cpu001", 0, 128),
+    ]
+    assert info.time_limits == {"gpu": 2 * 86400, "cpu": 86400, "debug": 1800}
+    for text, seconds in [
+        ("infinite", None),
+        ("UNLIMITED", None),
+        ("30", 1800),
+        ("30:15", 1815),
+        ("04:00:00", 14400),
+        ("2-00:00:00", 172800),
+        ("1-12", 129600),
+        ("1-12:30", 131400),
+    ]:
+        assert slurm_seconds(text) == seconds, text
+    assert slurm.query_cluster is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        (
+            {"gpus_per_node": 1},
+            "--gpus-per-node 1: partition 'cpu' has no GPUs; use --gpus-per-node 0",
+        ),
+        (
+            {"gpus_per_node": 8, "partition": "gpu"},
+            "--gpus-per-node 8 exceeds the GPUs per node of partition 'gpu' (at most 4)",
+        ),
+        (
+            {"cpus_per_task": 256},
+            "--cpus-per-task 256 exceeds the CPUs per node of partition 'cpu' (at most 128)",
+        ),
+        (
+            {"gpus_per_node": 4, "partition": "gpu", "nodes": 3},
+            "--nodes 3 exceeds the 2 node(s) of partition 'gpu'",
+        ),
+        (
+            {"time": "2-00:00:00"},
+            "--time 2-00:00:00 exceeds the time limit of partition 'cpu' (1-00:00:00)",
+        ),
+        (
+            {"mem": "1T"},
+            "--mem 1T exceeds the memory per node of partition 'cpu' (at most 256000M)",
+        ),
+        (
+            {"partition": "nosuch"},
+            "partition 'nosuch' does not exist on this cluster (partitions: gpu, cpu*, debug)",
+        ),
+        ({"partition": "debug", "time": "01:00:00"}, "time limit of partition 'debug' (00:30:00)"),
+    ],
+)
+def test_requests_that_can_never_run_are_refused(kwargs: dict, fragment: str) -> None:
+    info = parse_sinfo(_SINFO_OUT)
+    options = SlurmOptions(**{"nodes": 1, "gpus_per_node": 0, **kwargs})
+    with pytest.raises(ValueError) as excinfo:
+        check_against_cluster(options, info)
+    assert fragment in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_requests_that_fit_pass_and_cpus_are_fitted() -> None:
+    info = parse_sinfo(_SINFO_OUT)
+    for kwargs in (
+        {"gpus_per_node": 4, "partition": "gpu", "nodes": 2, "time": "1-00:00:00"},
+        {"gpus_per_node": 4, "partition": "cpu,gpu"},  # any of the partitions will do
+        {"gpus_per_node": 0, "cpus_per_task": 128, "mem": "200G"},
+    ):
+        check_against_cluster(SlurmOptions(**{"nodes": 1, **kwargs}), info)
+    nodefault = parse_sinfo(_SINFO_OUT.replace("cpu*", "cpu"))
+    with pytest.raises(ValueError, match="no default partition: pass --partition"):
+        check_against_cluster(SlurmOptions(1, 0), nodefault)
+    small = parse_sinfo("vm|debug*|2|(null)|1000|infinite\n")
+    assert fit_cpus_to_cluster(SlurmOptions(1, 0), small)[0] == 2
+    assert fit_cpus_to_cluster(SlurmOptions(1, 0), info) == (8, None)
+
+
+def _fake_sinfo(tmp_path: Path, output: str, code: int = 0) -> str:
+    bin_dir = tmp_path / "sinfo-bin"
+    bin_dir.mkdir()
+    (bin_dir / "sinfo").write_text(f"#!/bin/bash\ncat <<'EOF'\n{output}EOF\nexit {code}\n")
+    (bin_dir / "sinfo").chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def test_cli_checks_against_the_reachable_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from xas_train.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "job.sbatch"
+    monkeypatch.setenv("PATH", _fake_sinfo(tmp_path, "vm|debug*|2|(null)|1000|infinite\n"))
+    cfg = str(tmp_path / "c.yaml")
+    ok = runner.invoke(
+        app, ["slurm", cfg, "--gpus-per-node", "0", "--nproc-per-node", "2", "-o", str(out)]
+    )
+    assert ok.exit_code == 0, ok.output
+    values = _sbatch_values(out.read_text())
+    assert values["--cpus-per-task"] == "2" and "--gpus-per-node" not in values
+    assert "NPROC_PER_NODE=2" in out.read_text() and sys.prefix in out.read_text()
+    out.unlink()
+    for args, fragment in [
+        ([], "--gpus-per-node 4: partition 'debug' has no GPUs"),  # the default: 4 GPUs
+        (["--gpus-per-node", "0", "--cpus-per-task", "8"], "exceeds the CPUs per node"),
+    ]:
+        bad = runner.invoke(app, ["slurm", cfg, *args, "-o", str(out)])
+        assert bad.exit_code == 2 and fragment in bad.output, bad.output
+        assert len([line for line in bad.output.splitlines() if line.startswith("error:")]) == 1
+        assert not out.exists()
+    unchecked = runner.invoke(
+        app, ["slurm", cfg, "--no-check", "--no-env-activate", "-o", str(out)]
+    )
+    assert unchecked.exit_code == 0, unchecked.output
+    assert "#SBATCH --gpus-per-node=4" in out.read_text() and "PYTHON_ENV" not in out.read_text()
+
+
+def test_cli_without_a_reachable_cluster_notes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from xas_train.cli import app
+
+    monkeypatch.setenv("PATH", _fake_sinfo(tmp_path, "", code=1))
+    out = tmp_path / "job.sbatch"
+    result = CliRunner().invoke(
+        app, ["slurm", str(tmp_path / "c.yaml"), "--signal-before", "0", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "not checked against a cluster" in result.output
+    assert "--signal" not in out.read_text()
+
+
+# --------------------------------------------------------------------------- the trainer's side
+
+
+def _weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {
+        k: v.numpy() for k, v in load_file(str(run_dir / "model" / "model.safetensors")).items()
+    }
+
+
+def test_trainer_checkpoints_and_stops_on_sigusr1_and_resumes_exactly(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from xas_train.config import load_config
+    from xas_train.trainer import TrainPreempted, train
+
+    monkeypatch.delenv("XAS_TRAIN_STOP_FILE", raising=False)
+    settings = {"max_epochs": 8, "checkpoint_every": 0, "patience": 1000}
+    ref = train(load_config(write_config("ref", training=settings)), progress=None)
+    cfg = load_config(write_config("usr1", training=settings))
+    before = signal.getsignal(signal.SIGUSR1)
+
+    def signal_at_epoch_3(epoch: int, _val_loss: float) -> None:
+        if epoch == 3:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    with pytest.raises(TrainPreempted, match="stopped on request \\(SIGUSR1\\) after epoch 3"):
+        train(cfg, progress=None, epoch_callback=signal_at_epoch_3)
+    assert signal.getsignal(signal.SIGUSR1) is before  # the trainer's handler is gone again
+    ckpt = tmp_path / "runs" / "usr1" / "checkpoints"
+    assert (ckpt / "latest").read_text().strip() == "epoch000003"  # saved although not due
+    assert not (tmp_path / "runs" / "usr1" / "result.json").exists()
+    # a stop file holding only an acknowledgement is no request: the rerun goes to the end
+    stale = tmp_path / "xas-train-1.stop"
+    stale.write_text("checkpoint epoch000003\n")
+    monkeypatch.setenv("XAS_TRAIN_STOP_FILE", str(stale))
+    result = train(cfg, progress=None)
+    assert (result.resumed_from_epoch, result.epochs_run) == (3, 8)
+    a, b = _weights(Path(ref.run_dir)), _weights(Path(result.run_dir))
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=1e-6, rtol=0, err_msg=key)
+
+
+def test_trainer_stops_on_the_stop_file_and_acknowledges(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xas_train.config import load_config
+    from xas_train.trainer import TrainPreempted, train
+
+    stop = tmp_path / "xas-train-7.stop"
+    stop.write_text("stop requested\n")
+    monkeypatch.setenv("XAS_TRAIN_STOP_FILE", str(stop))
+    cfg = load_config(write_config("stopfile", training={"max_epochs": 6, "checkpoint_every": 2}))
+    with pytest.raises(TrainPreempted, match=f"stop file {stop}\\) after epoch 1"):
+        train(cfg, progress=None)
+    assert stop.read_text() == "checkpoint epoch000001\n"  # the batch script requeues on this
+    latest = tmp_path / "runs" / "stopfile" / "checkpoints" / "latest"
+    assert latest.read_text().strip() == "epoch000001"

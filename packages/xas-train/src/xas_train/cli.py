@@ -346,35 +346,96 @@ def publish(
 def slurm(
     config: ConfigArg,
     nodes: Annotated[int, typer.Option(help="number of nodes")] = 1,
-    gpus_per_node: Annotated[int, typer.Option(help="GPUs per node (0: CPU nodes)")] = 4,
+    gpus_per_node: Annotated[
+        int, typer.Option(help="GPUs per node (0: CPU nodes, no GPU request)")
+    ] = 4,
+    nproc_per_node: Annotated[
+        int | None,
+        typer.Option(help="training processes per node [default: GPUs per node, 1 on CPU nodes]"),
+    ] = None,
     launcher: Annotated[str, typer.Option(help="torchrun or deepspeed")] = "torchrun",
     time_limit: Annotated[str, typer.Option("--time", help="wall time HH:MM:SS")] = "04:00:00",
     partition: Annotated[str | None, typer.Option(help="Slurm partition")] = None,
     account: Annotated[str | None, typer.Option(help="Slurm account")] = None,
-    cpus_per_task: Annotated[int, typer.Option(help="CPUs per node task")] = 8,
+    cpus_per_task: Annotated[
+        int | None,
+        typer.Option(help="CPUs per node task [default: 8, fewer if the nodes have fewer]"),
+    ] = None,
+    mem: Annotated[str | None, typer.Option(help="memory per node, e.g. 64G")] = None,
     env_setup: Annotated[
         list[str] | None, typer.Option(help="shell line run first, e.g. 'module load cuda'")
     ] = None,
+    env_activate: Annotated[
+        bool,
+        typer.Option(help="activate this Python environment in the job (sys.prefix)"),
+    ] = True,
+    signal_before: Annotated[
+        int,
+        typer.Option(
+            help="seconds before the time limit to checkpoint and requeue (SIGUSR1); 0: never"
+        ),
+    ] = 120,
+    requeue: Annotated[bool, typer.Option(help="requeue after a SIGUSR1 checkpoint")] = True,
+    rdzv_port: Annotated[
+        int | None, typer.Option(help="fixed MASTER_PORT [default: 20000 + job id % 20000]")
+    ] = None,
+    train_command: Annotated[
+        str, typer.Option(help="command taking the config as last argument")
+    ] = "xas-train train",
+    check: Annotated[
+        bool,
+        typer.Option(help="check the request against the reachable Slurm (sinfo) first"),
+    ] = True,
     out: Annotated[Path, typer.Option("--out", "-o", help="script path")] = Path("train.sbatch"),
 ) -> None:
-    """Write an sbatch script that trains CONFIG on N nodes (submit it with sbatch)."""
-    from xas_train.slurm import SlurmOptions, write_sbatch
+    """Write an sbatch script that trains CONFIG on N nodes (submit it with sbatch).
+
+    When Slurm is reachable here (sinfo answers), a request no partition can ever run (more
+    CPUs, GPUs, memory, nodes or time than it offers) is refused with the limit named.
+    """
+    import sys
+
+    from xas_train.slurm import (
+        SlurmOptions,
+        check_against_cluster,
+        fit_cpus_to_cluster,
+        query_cluster,
+        write_sbatch,
+    )
 
     try:
-        options = SlurmOptions(
+        fields = dict(
             nodes=nodes,
             gpus_per_node=gpus_per_node,
+            nproc_per_node=nproc_per_node,
             launcher=launcher,
             time=time_limit,
             partition=partition,
             account=account,
-            cpus_per_task=cpus_per_task,
+            mem=mem,
             env_setup=tuple(env_setup or ()),
+            activate=sys.prefix if env_activate else None,
+            signal_before_s=signal_before or None,
+            requeue=requeue,
+            rdzv_port=rdzv_port,
+            train_command=train_command,
         )
+        options = SlurmOptions(**fields, cpus_per_task=cpus_per_task or 8)
+        cluster = query_cluster() if check else None
+        note = None
+        if cluster is not None:
+            if cpus_per_task is None:
+                cpus, note = fit_cpus_to_cluster(options, cluster)
+                options = SlurmOptions(**fields, cpus_per_task=cpus)
+            check_against_cluster(options, cluster)
+        elif check:
+            note = "no Slurm reachable here (sinfo): the request is not checked against a cluster"
         path = write_sbatch(config, options, out)
     except ValueError as exc:
         _fail(exc)
         return
+    if note:
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {path}; submit with: sbatch {path}")
 
 
