@@ -25,7 +25,9 @@ def trained(write_config) -> Path:
 
 def test_publish_writes_files_hashes_and_index(trained, tmp_path):
     zoo = tmp_path / "zoo"
-    entry = publish(trained, zoo, "toy-cu", "0.1.0")
+    # the toy model (a few epochs) is worse than the mean spectrum: publishing needs the flag
+    ok = {"allow_below_baseline": True}
+    entry = publish(trained, zoo, "toy-cu", "0.1.0", **ok)
     folder = zoo / "toy-cu" / "0.1.0"
     assert sorted(entry["files"]) == ["README.md", "model.json", "model.safetensors"]
     for name, digest in entry["files"].items():
@@ -35,10 +37,11 @@ def test_publish_writes_files_hashes_and_index(trained, tmp_path):
     assert [(e["name"], e["version"]) for e in index["models"]] == [("toy-cu", "0.1.0")]
     assert entry["elements"] == ["Cu"] and entry["featurizer"]["key"] == "toy-v1-0000"
     assert "Cu/eta" in entry["metrics"]
+    assert entry["below_baseline"] == ["Cu"]
     with pytest.raises(TrainError, match="already in"):
-        publish(trained, zoo, "toy-cu", "0.1.0")
-    publish(trained, zoo, "toy-cu", "0.1.0", overwrite=True)
-    publish(trained / "model", zoo, "toy-cu", "0.2.0")
+        publish(trained, zoo, "toy-cu", "0.1.0", **ok)
+    publish(trained, zoo, "toy-cu", "0.1.0", overwrite=True, **ok)
+    publish(trained / "model", zoo, "toy-cu", "0.2.0", **ok)
     assert len(read_index(zoo)["models"]) == 2
     with pytest.raises(TrainError, match="semantic version"):
         publish(trained, zoo, "toy-cu", "latest")
@@ -50,7 +53,8 @@ def test_concurrent_publishers_lose_no_entry(trained, tmp_path):
     zoo = tmp_path / "zoo"
     code = (
         "import sys; from xas_train.publish import publish; "
-        "publish(sys.argv[1], sys.argv[2], 'toy-' + sys.argv[3], '1.0.0')"
+        "publish(sys.argv[1], sys.argv[2], 'toy-' + sys.argv[3], '1.0.0', "
+        "allow_below_baseline=True)"
     )
     procs = [
         Background([sys.executable, "-c", code, trained, zoo, str(i)], tmp_path / f"pub{i}.log")
