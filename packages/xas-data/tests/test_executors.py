@@ -7,42 +7,18 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
+from xas_feff_testdata import nio_records, stored_results
 
 from xas_data.errors import SimulationError
 from xas_data.simulation import plan_tasks, run_simulations
 from xas_data.simulation.executors import shard, site_results, write_array_job
-from xas_data.structures import MaterialRecord
 
 pytest.importorskip("feff10")
 
 WAIT_S = 600  # generous: a loaded CI machine may be slow, and we wait on events, not time
-
-
-def nio_records(n: int = 6) -> list[MaterialRecord]:
-    """``n`` rock-salt NiO cells with different lattice constants: one Ni site each."""
-    return [
-        MaterialRecord(
-            f"nio-{i}",
-            Structure.from_spacegroup(
-                "Fm-3m", Lattice.cubic(4.10 + 0.04 * i), ["Ni", "O"], [[0, 0, 0], [0.5] * 3]
-            ).get_primitive_structure(),
-            "test",
-        )
-        for i in range(n)
-    ]
-
-
-def stored(workdir: Path) -> dict[str, dict[str, np.ndarray]]:
-    results = {}
-    for path in sorted((workdir / "fast" / "results").glob("*.npz")):
-        with np.load(path) as r:
-            results[path.stem] = {k: r[k] for k in ("energy", "mu", "mu0", "chi", "xsedge_norm")}
-    return results
 
 
 def assert_identical(a: dict, b: dict) -> None:
@@ -58,7 +34,7 @@ def local_run(tmp_path_factory):
     tasks = plan_tasks(nio_records(), "Ni", workdir)
     report = run_simulations(tasks, workdir, "fast", workers=2, progress=False)
     assert report.done == 6, report.summary()
-    return tasks, stored(workdir)
+    return tasks, stored_results(workdir)
 
 
 @pytest.mark.slow
@@ -67,7 +43,7 @@ def test_dask_local_cluster_gives_bit_identical_results(local_run, tmp_path):
     plan_tasks(nio_records(), "Ni", tmp_path)  # the structures, in this work folder
     report = run_simulations(tasks, tmp_path, "fast", workers=2, progress=False, executor="dask")
     assert report.done == 6 and report.failed == 0
-    assert_identical(stored(tmp_path), expected)
+    assert_identical(stored_results(tmp_path), expected)
     log = (tmp_path / "fast" / "progress.log").read_text().splitlines()
     assert len(log) == 6 and all("eta" in line for line in log)
     # resumable: a second run finds everything done
@@ -117,7 +93,7 @@ def test_a_dask_worker_killed_mid_run_loses_nothing(local_run, tmp_path):
         client.close()
     assert outcome["report"].done + outcome["report"].skipped == 6
     assert outcome["report"].failed == 0
-    assert_identical(stored(tmp_path), expected)
+    assert_identical(stored_results(tmp_path), expected)
 
 
 def test_shards_partition_the_plan():

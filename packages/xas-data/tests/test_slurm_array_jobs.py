@@ -8,45 +8,18 @@ import json
 import re
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pytest
-from pymatgen.core import Lattice, Structure
+from xas_feff_testdata import RESULT_KEYS, nio_records, stored_results
 from xas_slurm import assert_completed, cancel, job_env, wait_job_final
 from xas_testkit import run_logged
 
 from xas_data.simulation import plan_tasks, run_simulations
-from xas_data.structures import MaterialRecord
 
 pytest.importorskip("feff10")
 # ~100 s (FEFF twice): not in the default run (pytest -m slurm)
 pytestmark = [pytest.mark.usefixtures("slurm_cluster"), pytest.mark.slow, pytest.mark.slurm]
-
-KEYS = ("energy", "mu", "mu0", "chi", "xsedge_norm")
-
-
-def nio_records(n: int) -> list[MaterialRecord]:
-    """``n`` rock-salt NiO cells with different lattice constants: one Ni site each (as in
-    test_executors.py)."""
-    return [
-        MaterialRecord(
-            f"nio-{i}",
-            Structure.from_spacegroup(
-                "Fm-3m", Lattice.cubic(4.10 + 0.04 * i), ["Ni", "O"], [[0, 0, 0], [0.5] * 3]
-            ).get_primitive_structure(),
-            "test",
-        )
-        for i in range(n)
-    ]
-
-
-def stored(workdir: Path) -> dict[str, dict[str, np.ndarray]]:
-    results = {}
-    for path in sorted((workdir / "fast" / "results").glob("*.npz")):
-        with np.load(path) as r:
-            results[path.stem] = {k: r[k] for k in KEYS}
-    return results
 
 
 def test_array_job_of_two_shards_equals_a_local_run(tmp_path):
@@ -89,8 +62,8 @@ def test_array_job_of_two_shards_equals_a_local_run(tmp_path):
     plan_tasks(records, "Ni", local)
     report = run_simulations(tasks, local, "fast", workers=2, progress=False)
     assert report.done == 2, report.summary()
-    a, b = stored(workdir), stored(local)
+    a, b = stored_results(workdir), stored_results(local)
     assert sorted(a) == sorted(b) == sorted(t.task_id for t in tasks)
     for task_id in a:
-        for key in KEYS:
+        for key in RESULT_KEYS:
             np.testing.assert_array_equal(a[task_id][key], b[task_id][key], err_msg=task_id)
