@@ -583,8 +583,7 @@ def copy_splits(src: XASDataset | dict, out: XASDataset) -> XASDataset:
 
 def raw_group_from_store(selection) -> RawGroup:
     """The raw spectra a store keeps beside one selection's gridded ones."""
-    have = set(selection._group.array_keys())
-    missing = {"raw_energy", "raw_mu", "xsedge_norm", "e0"} - have
+    missing = {"raw_energy", "raw_mu", "xsedge_norm", "e0"} - selection.extra_names()
     if missing:
         raise StoreError(
             f"{selection.element} {selection.fidelity}: the store keeps no raw spectra "

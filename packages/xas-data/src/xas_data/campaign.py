@@ -23,8 +23,8 @@ import numpy as np
 
 from xas_data.default_dataset import DEFAULT_ELEMENTS, feff_cost_estimate
 from xas_data.errors import StructureError
-from xas_data.io_utils import atomic_write_text
-from xas_data.simulation.runner import SiteTask, plan_tasks
+from xas_data.io_utils import atomic_write_bytes, atomic_write_text
+from xas_data.simulation.runner import SiteTask, _npz_bytes, plan_tasks
 from xas_data.structures import MaterialRecord, check_structure, mineral_structures
 
 MP_LICENSE = "Materials Project structures: CC-BY-4.0"
@@ -219,9 +219,6 @@ def unpack_campaign(archive: str | Path, workdir: str | Path) -> dict[str, int]:
 
     Returns the number of results written per preset.
     """
-    from xas_data.io_utils import atomic_write_bytes
-    from xas_data.simulation.runner import _npz_bytes
-
     workdir = Path(workdir)
     written: dict[str, int] = {}
     with np.load(archive) as data:
@@ -236,13 +233,12 @@ def unpack_campaign(archive: str | Path, workdir: str | Path) -> dict[str, int]:
         for preset in ARCHIVE_PRESETS:
             if f"{preset}/meta" not in data.files:
                 continue
-            written[preset] = _restore_preset(
-                data, preset, workdir / preset, atomic_write_bytes, _npz_bytes
-            )
+            written[preset] = _restore_preset(data, preset, workdir / preset)
     return written
 
 
-def _restore_preset(data, preset: str, base: Path, write_bytes, npz_bytes) -> int:
+def _restore_preset(data, preset: str, base: Path) -> int:
+    """Write the archived results and failures of one preset that ``base`` lacks."""
     for sub in ("results", "failures", "runs"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     n = 0
@@ -253,9 +249,9 @@ def _restore_preset(data, preset: str, base: Path, write_bytes, npz_bytes) -> in
             continue
         ok = np.isfinite(data[f"{preset}/energy"][i])
         arrays = {k: data[f"{preset}/{k}"][i][ok] for k in ("energy", "mu", "mu0", "chi")}
-        write_bytes(
+        atomic_write_bytes(
             target.with_suffix(".npz"),
-            npz_bytes(**arrays, xsedge_norm=np.float64(data[f"{preset}/xsedge_norm"][i])),
+            _npz_bytes(**arrays, xsedge_norm=np.float64(data[f"{preset}/xsedge_norm"][i])),
         )
         atomic_write_text(target, str(meta_text))  # the json marker last: the task is done
         n += 1
@@ -313,7 +309,7 @@ def grid_coverage(store) -> list[dict]:
     for selection in store.iter_selections():
         energy = selection.energy
         grid = EnergyGrid(float(energy[0]), float(energy[1] - energy[0]), int(energy.size))
-        has_e0 = "e0" in set(selection._group.array_keys())
+        has_e0 = "e0" in selection.extra_names()
         share = float(edges_inside(selection.extra("e0"), grid).mean()) if has_e0 else float("nan")
         rows.append(
             {

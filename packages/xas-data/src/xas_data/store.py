@@ -129,6 +129,10 @@ class Selection:
         [n, R] (``raw_energy``/``raw_mu``: the simulation's own points, NaN-padded)."""
         return _read_rows(self._group[name], self.spectrum_rows)
 
+    def extra_names(self) -> set[str]:
+        """Names of the group's per-spectrum extras (e.g. ``xsedge_norm``, ``e0``, ``raw_mu``)."""
+        return set(self._group.array_keys()) - {"energy", "rows", "intensity"}
+
     def features(self, name: str, subset: np.ndarray | None = None) -> np.ndarray:
         """Feature rows of the selection (float32 [n, D])."""
         rows = self.site_rows if subset is None else self.site_rows[subset]
