@@ -56,6 +56,9 @@ def _metadata(wheel: Path) -> dict:
         "license": msg.get("License-Expression") or msg.get("License"),
         "requires": msg.get_all("Requires-Dist") or [],
         "readme": msg.get_payload(),
+        "classifiers": msg.get_all("Classifier") or [],
+        "keywords": msg.get("Keywords") or "",
+        "license_files": msg.get_all("License-File") or [],
     }
 
 
@@ -71,8 +74,14 @@ def test_every_package_builds_a_wheel_and_sdist_with_metadata(dist):
         assert package in meta["readme"] or module in meta["readme"]
         siblings = [r for r in meta["requires"] if r.split("[")[0].split(">")[0] in PACKAGES]
         assert all(">=" in r and "<" in r for r in siblings), siblings
+        assert "LICENSE" in meta["license_files"], f"{wheel.name} ships no LICENSE"
+        assert any(c.startswith("Topic :: Scientific/Engineering") for c in meta["classifiers"])
+        assert "XANES" in meta["keywords"]
+        with zipfile.ZipFile(wheel) as zf:
+            assert any(n.endswith(".dist-info/licenses/LICENSE") for n in zf.namelist())
         with tarfile.open(sdist) as tf:
             assert any(n.endswith("pyproject.toml") for n in tf.getnames())
+            assert any(n.endswith("/LICENSE") for n in tf.getnames()), f"{sdist.name}: no LICENSE"
     base = _metadata(next(dist.glob("xas_models-*.whl")))["requires"]
     hard = [r for r in base if "extra ==" not in r]
     for heavy in ("deepspeed", "mlflow", "dscribe", "chgnet", "matgl"):
@@ -164,3 +173,33 @@ def test_pip_install_xas_models_in_a_fresh_venv_and_predict(dist, tmp_path):
     energies = [float(r["energy_eV"]) for r in average]
     assert energies[0] == pytest.approx(8983.173, abs=1e-3)
     assert all(float(r["mu"]) >= 0 for r in average)
+
+
+@pytest.mark.slow
+def test_twine_accepts_every_distribution(dist, tmp_path):
+    """What a package index checks on upload (metadata, README rendering), as the release
+    workflow runs it."""
+    files = sorted(str(f) for f in dist.iterdir() if f.suffix in (".whl", ".gz"))
+    assert len(files) == 2 * len(PACKAGES)
+    proc = _run([sys.executable, "-m", "twine", "check", "--strict", *files], tmp_path / "logs")
+    assert proc.stdout.count("PASSED") == len(files), proc.stdout
+
+
+def test_release_workflow_is_a_valid_github_workflow(tmp_path):
+    """The release workflow cannot run here; check it against GitHub's workflow schema
+    (vendored in check-jsonschema, offline) and that it publishes through trusted publishing."""
+    workflow = ROOT / ".github" / "workflows" / "release.yml"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(workflow),
+        ],
+        tmp_path / "logs",
+    )
+    text = workflow.read_text()
+    assert "id-token: write" in text and "pypa/gh-action-pypi-publish" in text
+    assert "twine check --strict" in text
