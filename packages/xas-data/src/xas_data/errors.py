@@ -19,6 +19,10 @@ class StoreError(XASDataError):
     """A dataset store is missing, of another schema version, or used inconsistently."""
 
 
+class BusyError(XASDataError):
+    """Another process holds the writer lock of a store or zoo; retry when it finishes."""
+
+
 class SimulationError(XASDataError):
     """A FEFF run failed, diverged or timed out."""
 

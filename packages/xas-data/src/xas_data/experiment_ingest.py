@@ -600,11 +600,31 @@ def ingest_measured_spectra(
     Returns:
         :class:`IngestReport` with one row per input spectrum.
 
+    Nothing is written when no spectrum is to be stored (a new store is not created), and
+    the store's writer lock (:func:`xas_data.store.store_writer`) is held from the first read
+    of the store to the final rename, so concurrent ingests never lose each other's spectra.
+
     Raises:
-        XASDataError: a ``cif_map`` key matching no sample, an unreadable user CIF, a store of
-            another schema, a grid differing from the store's, or (``strict``) a bad spectrum.
+        XASDataError: no spectra given, a ``cif_map`` key matching no sample, an unreadable
+            user CIF, a store of another schema, a grid differing from the store's, or
+            (``strict``) a bad spectrum; ``BusyError`` when another writer holds the store.
     """
+    from xas_data.store import store_writer
+
     out = Path(out)
+    if not spectra:
+        raise XASDataError(f"no spectra to ingest into {out}; pass at least one measured file")
+    with store_writer(out):
+        return _ingest_locked(
+            spectra, out, cif_map, grids, config, keep_unmatched, link_minerals, overwrite,
+            strict, name,
+        )  # fmt: skip
+
+
+def _ingest_locked(
+    spectra, out, cif_map, grids, config, keep_unmatched, link_minerals, overwrite, strict, name
+) -> IngestReport:
+    """``ingest_measured_spectra`` with the store's writer lock held."""
     config = config or ProcessingConfig()
     linker = StructureLinker(cif_map, use_amcsd=link_minerals)
     report = IngestReport(store=out)
@@ -704,7 +724,8 @@ def ingest_measured_spectra(
             f"(samples: {samples[:20]}{' ...' if len(samples) > 20 else ''})"
         )
 
-    _write_store(out, name, materials, by_element, report, config, overwrite)
+    if materials:  # nothing to store: the store is neither created nor rewritten
+        _write_store(out, name, materials, by_element, report, config, overwrite)
     return report
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,6 +45,34 @@ SITE_COLUMNS = {
     "split": str,
     "multiplicity": "int32",
 }
+
+
+def lock_path(path: str | Path) -> Path:
+    """The writer-lock file of the store ``path``: ``.<name>.lock`` beside it (the store
+    folder itself is replaced by whole-store writers, so the lock cannot live inside it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextmanager
+def store_writer(path: str | Path, timeout_s: float = 0.0) -> Iterator[None]:
+    """One writer at a time for the store ``path``.
+
+    Commands that rewrite a store (copy, write, rename: ``ingest-measured``) hold this lock
+    from their first read of the store to the final rename, so two of them never lose each
+    other's data. On entry it also cleans up after killed writers
+    (:func:`xas_data.io_utils.recover_directory`): a store moved aside by a writer killed
+    between its two renames is put back, half-written copies are removed.
+
+    Raises:
+        BusyError: ``store X is busy (another writer, pid N?) — retry when it finishes``.
+    """
+    from xas_data.io_utils import exclusive_lock, recover_directory
+
+    path = Path(path)
+    with exclusive_lock(lock_path(path), f"store {path}", timeout_s):
+        recover_directory(path)
+        yield
 
 
 def _package_version() -> str:
