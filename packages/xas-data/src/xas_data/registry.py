@@ -42,6 +42,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from xas_data.errors import RegistryError
+from xas_data.io_utils import umask_mode
 
 __all__ = [
     "SHARED_DATA_ENV",
@@ -445,6 +446,7 @@ def _fetch_file(
                 f"got {actual}"
             )
             continue
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, dest)
         if item.sha256 is None:
             warnings.warn(

@@ -68,6 +68,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from xas_data.io_utils import umask_mode
+
 __all__ = [
     "LAUNCHERS",
     "STOP_FILE_ENV",
@@ -676,7 +678,7 @@ def write_sbatch(
     options: SlurmOptions,
     out_path: str | os.PathLike[str],
 ) -> Path:
-    """Render the script and write it to ``out_path`` atomically, executable (mode 0o755).
+    """Render the script and write it to ``out_path`` atomically, executable (0o777 under the umask).
 
     The text goes to a temporary file next to ``out_path`` that is renamed over it, so the
     target is either the old file or the complete new one; the temporary file is removed on
@@ -691,7 +693,7 @@ def write_sbatch(
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, umask_mode(executable=True))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
