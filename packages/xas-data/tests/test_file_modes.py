@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from xas_data.io_utils import atomic_write_text, current_umask, umask_mode
 
 
