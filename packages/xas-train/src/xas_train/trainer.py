@@ -320,6 +320,20 @@ def predict_array(
 
 
 # --------------------------------------------------------------------------- run bookkeeping
+def check_tracking(config: RunConfig) -> None:
+    """Rank 0 (``$RANK`` unset or 0) asks the MLflow server (:meth:`Tracker.check`, a short
+    timeout) before DeepSpeed is even imported or any data is read.
+
+    Raises:
+        TrainError: one line naming the URI and the fix. A launcher (torchrun, deepspeed,
+            srun) then stops the other ranks, which never reach the process group.
+    """
+    import os
+
+    if config.mlflow.enabled and os.environ.get("RANK", "0") == "0":
+        Tracker(config.tracking_uri(), config.mlflow.experiment).check()
+
+
 def _tags(config: RunConfig, data: TrainingData) -> dict[str, str]:
     return {
         "recipe": config.recipe,
@@ -467,6 +481,7 @@ def train(
     Starts the process group (unless the caller did) and destroys it when the run ends,
     also when it fails; see :func:`_train` for the arguments.
     """
+    check_tracking(config)  # a dead tracking server fails now, not after the set-up
     dist = setup_distributed()
     try:
         return _train(
