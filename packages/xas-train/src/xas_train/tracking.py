@@ -139,8 +139,8 @@ class Tracker:
             )
         except Exception as exc:
             raise TrainError(
-                f"MLflow tracking server {self.tracking_uri!r} did not answer within "
-                f"{timeout:g} s ({_short(exc)}); {FIX}"
+                f"MLflow tracking server {self.tracking_uri!r} is not answering (timeout "
+                f"{timeout:g} s; {_short(exc)}); {FIX}"
             ) from None
         finally:
             if saved is None:

@@ -635,7 +635,7 @@ def _train(
     t_loop = time.perf_counter()
     status = "FAILED"
     stopped_early = False
-    stop_request = StopRequest(dist)  # SIGUSR1 / $XAS_TRAIN_STOP_FILE: checkpoint and stop
+    stop_request = StopRequest(dist)  # SIGUSR1/SIGTERM/$XAS_TRAIN_STOP_FILE: save and stop
     try:
         epoch = int(state["epoch"])
         while epoch < t.max_epochs:
@@ -827,14 +827,21 @@ STOP_FILE_ENV = "XAS_TRAIN_STOP_FILE"
 
 
 class TrainPreempted(TrainError):
-    """The run stopped on request (SIGUSR1 or the stop file) after saving a checkpoint; running
-    the same config again resumes from it."""
+    """The run stopped on request (SIGUSR1, SIGTERM or the stop file) after saving a
+    checkpoint; running the same config again resumes from it."""
 
 
 class StopRequest:
-    """Stop requests to a training run: SIGUSR1 to this process, or the file named by
-    ``$XAS_TRAIN_STOP_FILE`` (written by a Slurm batch script when it gets SIGUSR1 before the
-    time limit or a preemption) existing without a ``checkpoint`` acknowledgement in it.
+    """Stop requests to a training run: SIGUSR1 or SIGTERM to this process, or the file named
+    by ``$XAS_TRAIN_STOP_FILE`` (written by a Slurm batch script when it gets SIGUSR1 before
+    the time limit or a preemption) existing without a ``checkpoint`` acknowledgement in it.
+
+    SIGTERM is what Slurm sends at the time limit, on ``scancel`` and on preemption when the
+    job asked for no earlier signal (and what torchrun forwards to its workers): the run saves
+    a checkpoint after its current epoch and stops, instead of dying with up to
+    ``checkpoint_every`` epochs lost. Slurm kills the job ``KillWait`` seconds (default 30)
+    after SIGTERM, so long epochs need the earlier warning signal of the generated scripts
+    (``--signal=B:USR1@120``).
 
     The handler only sets a flag (installed on the main thread, syscalls restarted, the
     previous handler back on :meth:`close`); :meth:`requested` is a collective: every rank
@@ -848,14 +855,20 @@ class StopRequest:
 
         self.dist = dist
         self.path = os.environ.get(STOP_FILE_ENV) or None
-        self.signalled = False
-        self._previous = None
-        if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGUSR1, self._on_signal)
-            signal.siginterrupt(signal.SIGUSR1, False)
+        self.signalled: str | None = None
+        """Name of the stop signal received (``SIGUSR1``/``SIGTERM``), else None."""
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGUSR1", "SIGTERM"):
+                if hasattr(signal, name):
+                    signum = getattr(signal, name)
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
+                    signal.siginterrupt(signum, False)
 
     def _on_signal(self, signum, frame) -> None:
-        self.signalled = True
+        import signal
+
+        self.signalled = signal.Signals(signum).name
 
     def file_requests(self) -> bool:
         """The stop file exists and is a request (not this trainer's acknowledgement)."""
@@ -869,7 +882,7 @@ class StopRequest:
 
     def requested(self) -> bool:
         """Whether any rank got a stop request (same answer on every rank)."""
-        local = self.signalled or self.file_requests()
+        local = self.signalled is not None or self.file_requests()
         if self.dist.world_size == 1:
             return local
         device = self.dist.device if self.dist.backend == "nccl" else torch.device("cpu")
@@ -885,12 +898,12 @@ class StopRequest:
             atomic_write_text(Path(self.path), f"checkpoint {tag}\n")
 
     def close(self) -> None:
-        """Put the previous SIGUSR1 handler back."""
-        if self._previous is not None:
-            import signal
+        """Put the previous SIGUSR1 and SIGTERM handlers back."""
+        import signal
 
-            signal.signal(signal.SIGUSR1, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
 def stop_on_request(
@@ -912,7 +925,7 @@ def stop_on_request(
             _prune_checkpoints(ckpt_dir, t.keep_checkpoints)
     request.acknowledge(tag)
     barrier()
-    why = "SIGUSR1" if request.signalled else f"stop file {request.path}"
+    why = request.signalled or f"stop file {request.path}"
     raise TrainPreempted(
         f"[{config.name}] stopped on request ({why}) after epoch {epoch}: checkpoint {tag} "
         f"saved in {ckpt_dir}; run the same command again to resume"
