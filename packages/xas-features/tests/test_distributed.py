@@ -74,3 +74,49 @@ def test_torchrun_two_ranks_equal_single_process(tmp_path, store_factory):
     assert va.shape[0] >= 4  # more than one chunk per rank
     np.testing.assert_array_equal(va, vb)  # NaN == NaN for missing descriptors
     assert b.feature_attrs(key)["complete"] and b.feature_attrs(key)["world_size"] == 2
+
+
+def test_first_host_of_slurm_node_lists():
+    from xas_features.distributed import first_host
+
+    assert first_host("node07") == "node07"
+    assert first_host("gpu[007-009,012],cpu01") == "gpu007"
+    assert first_host("gpu[012,007-009]") == "gpu012"  # scontrol keeps the listed order
+    assert first_host("r[1-2]n[05-06]") == "r1n05"
+    assert first_host("a01,b[1-3]") == "a01"
+
+
+def test_slurm_rendezvous_from_job_environment():
+    from xas_features.distributed import PORT_BASE, PORT_SPAN, slurm_rendezvous
+
+    assert slurm_rendezvous({}) is None  # not under Slurm
+    job = {"SLURM_JOB_ID": "123457", "SLURM_JOB_NODELIST": "cn[101-104]"}
+    assert slurm_rendezvous(job) == ("cn101", PORT_BASE + 123457 % PORT_SPAN)
+    step = job | {"SLURM_STEP_NODELIST": "cn[103-104]"}
+    assert slurm_rendezvous(step)[0] == "cn103"  # task 0 of the step runs there
+    launch = {"SLURM_JOB_ID": "5", "SLURM_LAUNCH_NODE_IPADDR": "10.0.0.7"}
+    assert slurm_rendezvous(launch) == ("10.0.0.7", PORT_BASE + 5)
+    # two jobs on one node get different ports
+    assert slurm_rendezvous({"SLURM_JOB_ID": "6"})[1] != slurm_rendezvous(launch)[1]
+
+
+def test_init_distributed_uses_the_slurm_rendezvous(monkeypatch):
+    import torch.distributed as dist
+
+    from xas_features.distributed import RankInfo, init_distributed
+
+    seen = {}
+    for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "40001")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "cn[07-08]")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(
+        dist,
+        "init_process_group",
+        lambda backend, rank, world_size: seen.update(
+            addr=os.environ["MASTER_ADDR"], port=os.environ["MASTER_PORT"]
+        ),
+    )
+    assert init_distributed(RankInfo(1, 2))
+    assert seen == {"addr": "cn07", "port": str(20000 + 40001 % 20000)}

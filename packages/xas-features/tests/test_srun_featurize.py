@@ -45,8 +45,8 @@ def test_srun_two_tasks_equal_single_process(tmp_path, store_factory):
                 "#SBATCH --time=00:20:00",
                 "#SBATCH --output=%x-%j.out",
                 "set -euo pipefail",
-                "# the ranks meet on this node (gloo); a port per job",
-                "export MASTER_PORT=$(( 20000 + SLURM_JOB_ID % 20000 ))",
+                "# no MASTER_ADDR/MASTER_PORT: xas_features.distributed derives them (the",
+                "# first node of the step, a port from the job id)",
                 f"srun {command}",
                 "",
             ]

@@ -70,6 +70,10 @@ from pathlib import Path
 
 from xas_data.io_utils import umask_mode
 
+# MASTER_PORT = PORT_BASE + SLURM_JOB_ID % PORT_SPAN unless a fixed port is given (shared with
+# the srun featurization of xas-features)
+from xas_features.distributed import PORT_BASE, PORT_SPAN
+
 __all__ = [
     "LAUNCHERS",
     "STOP_FILE_ENV",
@@ -89,9 +93,6 @@ TRAIN_MODULE = "xas_train.cli"
 
 STOP_FILE_ENV = "XAS_TRAIN_STOP_FILE"
 """Environment variable naming the stop file the trainer watches (see the module docstring)."""
-
-PORT_BASE, PORT_SPAN = 20000, 20000
-"""``MASTER_PORT = PORT_BASE + SLURM_JOB_ID % PORT_SPAN`` unless a fixed port is given."""
 
 _JOB_NAME_RE = re.compile(r"[A-Za-z0-9_.+:@-]+")
 _PARTITION_RE = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*")
