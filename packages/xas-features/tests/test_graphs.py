@@ -181,3 +181,79 @@ def test_self_loops_and_batch_sizes():
 def test_module_import_does_not_pull_torch():
     code = "import sys, xas_features.graphs; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _same_graph(a, b) -> None:
+    assert set(a.keys()) == set(b.keys()) and a.num_nodes == b.num_nodes
+    for key in a.keys():
+        va, vb = a[key], b[key]
+        if not hasattr(va, "dtype"):  # num_nodes
+            assert va == vb, key
+            continue
+        assert va.dtype == vb.dtype and bool((va == vb).all()), key
+
+
+def test_site_graphs_equal_one_build_per_site():
+    from xas_features.graphs import build_site_graphs
+
+    config = CrystalGraphConfig(cutoff=5.0, max_neighbors=8)
+    sites = [1, 0, 4]
+    graphs = build_site_graphs(LOWSYM, sites, config)
+    assert len(graphs) == 3
+    for site, graph in zip(sites, graphs, strict=True):
+        _same_graph(graph, build_crystal_graph(LOWSYM, [site], config))
+        assert graph.absorber_mask.nonzero().flatten().tolist() == [site]
+    with pytest.raises(FeaturizerError, match="out of range"):
+        build_site_graphs(LOWSYM, [6], config)
+
+
+def test_material_edges_parallel_and_cached_equal_serial(tmp_path, monkeypatch):
+    import xas_features.graphs as graphs
+
+    config = CrystalGraphConfig(cutoff=5.0, max_neighbors=12)
+    structures = [LOWSYM, NIO, _permuted(LOWSYM), NIO.copy()] * 3
+    monkeypatch.setattr(graphs, "PARALLEL_MIN_STRUCTURES", 2)
+    serial = graphs.material_edges(structures, config, workers=1, cache_dir=None)
+    parallel = graphs.material_edges(structures, config, workers=2, cache_dir=tmp_path)
+    for a, b in zip(serial, parallel, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    # one file per distinct (settings, structure): NIO and its copy share one
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+
+    def no_search(*_args, **_kwargs):
+        raise AssertionError("neighbour search despite a cached result")
+
+    monkeypatch.setattr(graphs, "neighbor_edges", no_search)
+    cached = graphs.material_edges(structures, config, workers=1, cache_dir=tmp_path)
+    for a, b in zip(serial, cached, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    # other settings are other keys: computed, not read
+    with pytest.raises(AssertionError, match="neighbour search"):
+        graphs.material_edges([NIO], CrystalGraphConfig(cutoff=6.0), 1, tmp_path)
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path):
+    import xas_features.graphs as graphs
+
+    config = CrystalGraphConfig(cutoff=5.0)
+    (expected,) = graphs.material_edges([NIO], config, workers=1, cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("*.npz")
+    entry.write_bytes(b"not an npz")
+    (again,) = graphs.material_edges([NIO], config, workers=1, cache_dir=tmp_path)
+    for x, y in zip(expected, again, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert graphs._read_cached(entry) is not None  # rewritten
+
+
+def test_cache_folder_from_environment(monkeypatch, tmp_path):
+    from xas_features.graphs import default_cache_dir
+
+    monkeypatch.setenv("XAS_GRAPH_CACHE", "off")
+    assert default_cache_dir() is None
+    monkeypatch.setenv("XAS_GRAPH_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("XAS_GRAPH_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "xas-features" / "graphs"

@@ -171,18 +171,28 @@ def graph_key(settings: dict) -> str:
 
 
 def _read_graphs(ds, sel, settings: dict) -> list:
-    from xas_features.graphs import build_crystal_graph
+    """One crystal graph per selected site (absorber flagged), in selection order.
+
+    One neighbour search per material (not per site), run in a process pool over materials
+    and cached on disk by graph settings and structure hash
+    (:func:`xas_features.graphs.material_edges`), so a second run reads the edges back.
+    """
+    from xas_features.graphs import build_site_graphs, material_edges
 
     config = graph_config(settings)
     cols = sel.sites()
-    cache: dict[int, object] = {}
-    graphs = []
-    for material, index in zip(cols["material"], cols["index"], strict=True):
-        material = int(material)
-        if material not in cache:
-            cache[material] = ds.structure(material)
-        graphs.append(build_crystal_graph(cache[material], [int(index)], config))
-    return graphs
+    materials = [int(m) for m in cols["material"]]
+    order = list(dict.fromkeys(materials))  # unique, first-seen order
+    structures = [ds.structure(m) for m in order]
+    edges = material_edges(structures, config)
+    sites: dict[int, list[int]] = {m: [] for m in order}
+    for material, index in zip(materials, cols["index"], strict=True):
+        sites[material].append(int(index))
+    built: dict[tuple[int, int], object] = {}
+    for material, structure, material_edges_ in zip(order, structures, edges, strict=True):
+        graphs = build_site_graphs(structure, sites[material], config, material_edges_)
+        built.update(zip(((material, i) for i in sites[material]), graphs, strict=True))
+    return [built[(m, int(i))] for m, i in zip(materials, cols["index"], strict=True)]
 
 
 def _read_split(ds, element, fidelity, split, keys, drop_nonfinite, graph=None) -> SplitArrays:
