@@ -23,7 +23,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,23 @@ class ModelInputs:
         from xas_features.graphs import collate_graphs
 
         return collate_graphs([self.graphs[int(i)] for i in rows]).to(self.device)
+
+    def prefetch(self, row_batches: list) -> Iterator:
+        """``self(rows)`` for each entry of ``row_batches``, in order. For graphs the next batch
+        is collated (and copied to the device) in a background thread while the current one
+        trains, which takes the CPU collation off a GPU step's critical path."""
+        if self.graphs is None or len(row_batches) < 2:
+            yield from (self(rows) for rows in row_batches)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="xas-collate") as pool:
+            pending = pool.submit(self, row_batches[0])
+            for k in range(1, len(row_batches) + 1):
+                batch = pending.result()
+                if k < len(row_batches):
+                    pending = pool.submit(self, row_batches[k])
+                yield batch
 
 
 def spectrum_of(output: Any) -> torch.Tensor:
@@ -642,16 +659,18 @@ def _train(
             engine.train()
             perm = np.random.default_rng(_mix_seed(t.seed, epoch)).permutation(n_train)
             loss_sum = torch.zeros(1, dtype=torch.float64)
-            for step in range(steps):
-                batch_idx = perm[step * global_batch : (step + 1) * global_batch]
-                for acc in range(t.grad_accum):
-                    j = acc * dist.world_size + dist.rank
-                    rows = torch.from_numpy(batch_idx[j * micro : (j + 1) * micro])
-                    torch.manual_seed(_mix_seed(t.seed, epoch, step, j))
-                    loss = batch_loss(loss_fn, engine(x_train(rows)), y_train[rows], epoch)
-                    engine.backward(loss)
-                    engine.step()
-                    loss_sum += loss.detach().double().cpu() * micro
+            micro_steps = [  # (step, j, rows) of this rank, in training order
+                (step, j, torch.from_numpy(perm[step * global_batch + j * micro :][:micro]))
+                for step in range(steps)
+                for j in (acc * dist.world_size + dist.rank for acc in range(t.grad_accum))
+            ]
+            inputs = x_train.prefetch([rows for _, _, rows in micro_steps])
+            for (step, j, rows), batch in zip(micro_steps, inputs, strict=True):
+                torch.manual_seed(_mix_seed(t.seed, epoch, step, j))
+                loss = batch_loss(loss_fn, engine(batch), y_train[rows], epoch)
+                engine.backward(loss)
+                engine.step()
+                loss_sum += loss.detach().double().cpu() * micro
             samples_seen += steps * global_batch
             _sync_buffers(engine.module, dist.world_size)
             all_reduce_mean_(loss_sum, dist.world_size)
