@@ -59,6 +59,8 @@ _LAZY: dict[str, str] = {
     "XANE3": "xas_models.xane3",
     "XANE3Config": "xas_models.xane3",
     "xane3_loss": "xas_models.xane3",
+    # forward deep ensemble with a calibrated spread
+    "ForwardEnsemble": "xas_models.forward_ensemble",
     # inverse models (spectrum -> descriptors)
     "InverseEnsemble": "xas_models.inverse",
     "DescriptorPrediction": "xas_models.inverse",

@@ -75,7 +75,8 @@ def edge_energy(energy: np.ndarray, mu: np.ndarray) -> float:
 
 def format_predictions(predictions: Sequence[StructurePrediction]) -> str:
     """Readable table: per structure/element one row per inequivalent site and the average,
-    with multiplicity, edge energy E0 (eV), energy of the maximum (eV) and maximum of mu."""
+    with multiplicity, edge energy E0 (eV), energy of the maximum (eV) and maximum of mu;
+    ensembles add the mean and maximum over energy of the calibrated 1-sigma uncertainty."""
     import numpy as np
 
     lines: list[str] = []
@@ -87,14 +88,16 @@ def format_predictions(predictions: Sequence[StructurePrediction]) -> str:
             f"{p.source} ({p.formula}), {p.element} {p.edge}-edge, model {model}, "
             f"{len(e)} points {e[0]:.2f}-{e[-1]:.2f} eV"
         )
-        lines.append(header)
-        rows = [(str(s.site_index), s.multiplicity, s.energy, s.mu) for s in p.sites]
-        rows.append(("average", p.n_sites, p.average_energy, p.average_mu))
-        for site, mult, energy, mu in rows:
+        with_sigma = p.average_sigma is not None
+        lines.append(header + (f" {'mean sigma':>10} {'max sigma':>9}" if with_sigma else ""))
+        rows = [(str(s.site_index), s.multiplicity, s.energy, s.mu, s.sigma) for s in p.sites]
+        rows.append(("average", p.n_sites, p.average_energy, p.average_mu, p.average_sigma))
+        for site, mult, energy, mu, sigma in rows:
             k = int(np.argmax(mu))
             lines.append(
                 f"  {site:>8} {mult:>5} {edge_energy(energy, mu):>10.2f} "
                 f"{energy[k]:>10.2f} {mu[k]:>9.4f}"
+                + (f" {sigma.mean():>10.4f} {sigma.max():>9.4f}" if with_sigma else "")
             )
         lines.append("")
     return "\n".join(lines).rstrip("\n")

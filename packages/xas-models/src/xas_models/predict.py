@@ -6,6 +6,12 @@ structures in one call of the model's featurizer, runs the model once (eval mode
 returns one :class:`StructurePrediction` per structure and element: a spectrum per inequivalent
 site and their multiplicity-weighted average, on the model's energy grid (eV).
 
+Ensembles (:class:`~xas_models.forward_ensemble.ForwardEnsemble`) also give an uncertainty:
+``sigma`` per energy point (``[K]``, same units as mu) of every site and of the average; the
+average's sigma is the calibrated spread of the members' averaged spectra. Single models leave
+``sigma`` / ``average_sigma`` as ``None`` and their outputs unchanged. The featurizer runs once
+for all members.
+
 Writers: :func:`write_csv` (long format), :func:`write_json`, :func:`plot_predictions`
 (matplotlib, extra ``plot``). All write atomically (temporary file + ``os.replace``).
 
@@ -55,13 +61,17 @@ class SitePrediction:
         multiplicity: number of symmetry-equivalent sites it stands for (>= 1).
         energy: float64 ``[K]`` photon energies in eV (the model's grid for the element).
         mu: float64 ``[K]`` predicted absorption mu(E) (the model's normalised units, >= 0 for
-            the XAS block).
+            the XAS block); for an ensemble the members' mean.
+        sigma: float64 ``[K]`` calibrated 1-sigma uncertainty of ``mu`` (ensembles: the
+            members' standard deviation times the checkpoint's ``sigma_scale``); ``None`` for a
+            single model.
     """
 
     site_index: int
     multiplicity: int
     energy: np.ndarray
     mu: np.ndarray
+    sigma: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,9 @@ class StructurePrediction:
         model_name: zoo name of the model (or the checkpoint folder / architecture).
         model_version: zoo version of the model (empty when not loaded from a zoo).
         structure_index: position of the structure in the input.
+        average_sigma: float64 ``[K]`` calibrated 1-sigma uncertainty of ``average_mu``
+            (ensembles: spread of the members' multiplicity-weighted averages x sigma_scale);
+            ``None`` for a single model.
     """
 
     source: str
@@ -93,6 +106,7 @@ class StructurePrediction:
     model_name: str
     model_version: str = ""
     structure_index: int = 0
+    average_sigma: np.ndarray | None = None
 
     @property
     def n_sites(self) -> int:
@@ -100,8 +114,9 @@ class StructurePrediction:
         return sum(s.multiplicity for s in self.sites)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (energies in eV under ``energy_eV``, shared by all sites)."""
-        return {
+        """JSON-serialisable dict (energies in eV under ``energy_eV``, shared by all sites);
+        ensembles add ``sigma`` to each site and ``average_sigma``."""
+        doc = {
             "source": self.source,
             "formula": self.formula,
             "element": self.element,
@@ -112,10 +127,14 @@ class StructurePrediction:
             "energy_eV": self.average_energy.tolist(),
             "sites": [
                 {"site_index": s.site_index, "multiplicity": s.multiplicity, "mu": s.mu.tolist()}
+                | ({} if s.sigma is None else {"sigma": s.sigma.tolist()})
                 for s in self.sites
             ],
             "average_mu": self.average_mu.tolist(),
         }
+        if self.average_sigma is not None:
+            doc["average_sigma"] = self.average_sigma.tolist()
+        return doc
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -374,6 +393,29 @@ def model_inputs(
     return _featurize(featurizers, structures, sites)
 
 
+def _run_members(module: nn.Module, inputs: Any) -> np.ndarray:
+    """Every member's spectra of an ensemble (``module.member_outputs``) for the same inputs
+    (features ``[n, D]`` or a graph batch), eval mode, no grad -> float64 ``[M, n, K]``."""
+    import torch
+
+    if isinstance(inputs, np.ndarray):
+        param = next(iter(module.parameters()))
+        inputs = torch.from_numpy(np.ascontiguousarray(inputs)).to(param.device, param.dtype)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module.member_outputs(inputs)
+    finally:
+        module.train(was_training)
+    return out.detach().double().cpu().numpy()
+
+
+def _is_ensemble(module: Any) -> bool:
+    """True for a forward ensemble (members' outputs and a calibrated spread factor)."""
+    return callable(getattr(module, "member_outputs", None)) and hasattr(module, "sigma_scale")
+
+
 def _run_graph_model(module: nn.Module, batch: Any) -> np.ndarray:
     """Spectra ``[n, K]`` of a graph model (CGXAS, XANE(3)) for a collated batch."""
     import torch
@@ -482,7 +524,12 @@ def predict(
     rows_structures = [inputs[pos][0] for pos, _, sites in jobs for _ in sites]
     rows_sites = [s.index for _, _, sites in jobs for s in sites]
     inputs_all = model_inputs(meta, rows_structures, rows_sites, featurizer, label)
-    if meta.featurizer.name == GRAPH_FEATURIZER:
+    members: np.ndarray | None = None  # ensembles: [M, n, K]
+    if _is_ensemble(loaded.module):
+        members = _run_members(loaded.module, inputs_all)
+        mu_all = members.mean(0)
+        scale = float(loaded.module.sigma_scale)
+    elif meta.featurizer.name == GRAPH_FEATURIZER:
         mu_all = _run_graph_model(loaded.module, inputs_all)
     else:
         mu_all = _run_model(loaded.module, inputs_all)
@@ -497,16 +544,26 @@ def predict(
                 f"{grid.n_points}; the checkpoint is inconsistent: re-export it"
             )
         energy = grid.start + grid.step * np.arange(grid.n_points, dtype=np.float64)
+        first = row
         site_preds = []
         for site in sites:
+            sigma = None if members is None else members[:, row].std(0) * scale
             site_preds.append(
                 SitePrediction(
-                    int(site.index), int(site.multiplicity), energy.copy(), mu_all[row].copy()
+                    int(site.index),
+                    int(site.multiplicity),
+                    energy.copy(),
+                    mu_all[row].copy(),
+                    sigma,
                 )
             )
             row += 1
         weights = np.array([s.multiplicity for s in site_preds], dtype=np.float64)
         average = (weights[:, None] * np.stack([s.mu for s in site_preds])).sum(0) / weights.sum()
+        average_sigma = None
+        if members is not None:
+            w = weights[None, :, None] / weights.sum()
+            average_sigma = (w * members[:, first:row]).sum(1).std(0) * scale
         structure, source = inputs[pos]
         results.append(
             StructurePrediction(
@@ -520,6 +577,7 @@ def predict(
                 model_name=loaded.name,
                 model_version=loaded.version,
                 structure_index=pos,
+                average_sigma=average_sigma,
             )
         )
     return results
@@ -548,24 +606,34 @@ CSV_COLUMNS = (
 )
 
 
+#: extra CSV column of ensemble predictions: the calibrated 1-sigma uncertainty of ``mu``
+CSV_SIGMA_COLUMN = "sigma"
+
+
 def write_csv(predictions: Sequence[StructurePrediction], path: str | os.PathLike[str]) -> Path:
     """Write predictions as a long-format CSV, atomically.
 
     Columns: ``source, formula, element, model, site, multiplicity, energy_eV, mu``: one row
     per energy point of each site spectrum (``site`` = site index) and of the average
     (``site`` = ``"average"``, ``multiplicity`` = number of absorbing atoms in the cell).
+    When any prediction carries an uncertainty (ensembles), a last column ``sigma`` holds it
+    (empty for predictions without one).
     """
+    with_sigma = any(p.average_sigma is not None for p in predictions)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + ((CSV_SIGMA_COLUMN,) if with_sigma else ()))
     for p in predictions:
         model = f"{p.model_name} {p.model_version}".strip()
         head = (p.source, p.formula, p.element, model)
-        spectra = [(str(s.site_index), s.multiplicity, s.energy, s.mu) for s in p.sites]
-        spectra.append(("average", p.n_sites, p.average_energy, p.average_mu))
-        for site, mult, energy, mu in spectra:
-            for e, m in zip(energy, mu, strict=True):
-                writer.writerow((*head, site, mult, f"{e:.10g}", f"{m:.8g}"))
+        spectra = [(str(s.site_index), s.multiplicity, s.energy, s.mu, s.sigma) for s in p.sites]
+        spectra.append(("average", p.n_sites, p.average_energy, p.average_mu, p.average_sigma))
+        for site, mult, energy, mu, sigma in spectra:
+            for k, (e, m) in enumerate(zip(energy, mu, strict=True)):
+                row = (*head, site, mult, f"{e:.10g}", f"{m:.8g}")
+                if with_sigma:
+                    row += ("" if sigma is None else f"{sigma[k]:.8g}",)
+                writer.writerow(row)
     return _atomic_write(path, buf.getvalue().encode("utf-8"))
 
 
@@ -583,7 +651,8 @@ def write_json(predictions: Sequence[StructurePrediction], path: str | os.PathLi
 def plot_predictions(
     predictions: Sequence[StructurePrediction], path: str | os.PathLike[str]
 ) -> Path:
-    """Plot each structure/element (site spectra and their average) into one image, atomically.
+    """Plot each structure/element (site spectra and their average) into one image, atomically;
+    ensemble predictions get a shaded +-1 sigma band around the average.
 
     The format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``...).
 
@@ -610,6 +679,16 @@ def plot_predictions(
                 s.energy, s.mu, lw=0.9, alpha=0.8, label=f"site {s.site_index} (x{s.multiplicity})"
             )
         ax.plot(p.average_energy, p.average_mu, color="black", lw=1.8, label="average")
+        if p.average_sigma is not None:
+            ax.fill_between(
+                p.average_energy,
+                p.average_mu - p.average_sigma,
+                p.average_mu + p.average_sigma,
+                color="black",
+                alpha=0.2,
+                lw=0,
+                label="average +- 1 sigma",
+            )
         ax.set_title(f"{p.source}: {p.element} {p.edge}-edge", fontsize=10)
         ax.set_xlabel("energy (eV)")
         ax.set_ylabel("mu(E)")
@@ -625,6 +704,7 @@ def plot_predictions(
 
 __all__ = [
     "CSV_COLUMNS",
+    "CSV_SIGMA_COLUMN",
     "SitePrediction",
     "StructurePrediction",
     "plot_predictions",

@@ -61,6 +61,7 @@ _BUILTINS: dict[str, tuple[str, str | None]] = {
     "rankaae": ("xas_models.rankaae", None),
     "rankaae-describer": ("xas_models.rankaae", None),
     "inverse_ensemble": ("xas_models.inverse", None),
+    "forward_ensemble": ("xas_models.forward_ensemble", None),
 }
 
 
