@@ -27,6 +27,7 @@ def test_quickstart_featurizes_trains_reports_and_publishes(tmp_path):
     assert all(r.status == "trained" for r in runs), [r.reason for r in runs]
     assert "| Cu | FEFF-fast |" in result.cascade.table_markdown
     assert Path(result.cascade.report_path).is_file()
+    assert not (out / "zoo").exists()  # a given zoo: the run zoo is not used
     assert (out / "mlflow.db").is_file()
     index = json.loads((zoo / "index.json").read_text())
     names = {e["name"] for e in index["models"]}
@@ -38,5 +39,11 @@ def test_quickstart_featurizes_trains_reports_and_publishes(tmp_path):
     assert flagged and all(
         set(e["below_baseline"]) <= set(e["elements"]) | {"all"} for e in flagged
     )
+    index_bytes = (zoo / "index.json").read_bytes()
     again = quickstart(out, zoo, max_epochs=3, progress=None, allow_below_baseline=True)
     assert {r.status for r in again.cascade.runs} == {"reused"}
+    assert (zoo / "index.json").read_bytes() == index_bytes  # the same models: a no-op
+    local = quickstart(out, max_epochs=3, progress=None, allow_below_baseline=True)
+    assert {e["path"] for e in local.published} == {e["path"] for e in again.published}
+    assert (out / "zoo" / "index.json").is_file()  # default: the run's own zoo
+    assert (zoo / "index.json").read_bytes() == index_bytes

@@ -288,22 +288,34 @@ def tune(
 @app.command()
 def quickstart(
     out: Annotated[Path, typer.Option(help="working folder")] = Path("runs/quickstart"),
-    zoo: Annotated[Path, typer.Option(help="model zoo folder to publish into")] = Path("model-zoo"),
+    zoo: Annotated[
+        Path | None,
+        typer.Option(
+            help="zoo to publish into (gains versions, never changes one; default OUT/zoo)"
+        ),
+    ] = None,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="publish into model-zoo/ (a new --version)")
+    ] = False,
+    version: Annotated[str, typer.Option(help="version of the published models")] = "0.1.0",
     featurizer: Annotated[str, typer.Option(help="site featurizer")] = "chgnet",
     max_epochs: Annotated[int | None, typer.Option(help="cap epochs per run")] = None,
-    no_publish: Annotated[bool, typer.Option(help="do not publish to the zoo")] = False,
+    no_publish: Annotated[bool, typer.Option(help="do not publish to any zoo")] = False,
     fresh: Annotated[bool, typer.Option(help="retrain everything")] = False,
     set_: SetOpt = None,
 ) -> None:
     """The main job on the shipped default dataset: featurize with CHGNet, run the cascade,
-    evaluate on the test split, print Table I, log to MLflow and publish to the model zoo."""
+    evaluate on the test split, print Table I, log to MLflow and publish the models into a
+    zoo (OUT/zoo; --publish: a new --version in model-zoo/)."""
     from xas_train.errors import TrainError
     from xas_train.quickstart import quickstart as run_quickstart
 
     try:
         result = run_quickstart(
             out,
-            None if no_publish else zoo,
+            Path("model-zoo") if publish and zoo is None else zoo,
+            publish=not no_publish,
+            version=version,
             featurizer=featurizer,
             max_epochs=max_epochs,
             overrides=set_,

@@ -5,7 +5,11 @@
 3. run the cascade (experts, universal, tuned; cross-fidelity onto FEFF-accurate), every run
    tracked in MLflow (``sqlite:///<out>/mlflow.db``);
 4. evaluate on the test split and write the Table-I report with plots;
-5. publish the universal and tuned models into the model zoo.
+5. publish the universal and tuned models: into a local zoo of the run, ``<out>/zoo``
+   (rewritten by every run), unless a zoo is given (``xas-train quickstart --publish``: the
+   repository's ``model-zoo/``). Published versions are immutable, so a given zoo only ever
+   gains new versions: other weights under an existing version are refused with a message
+   asking for a new ``--version``, and the shipped zoo is never changed in place.
 
 Resumable: finished runs are reused and the featurization is skipped when done.
 """
@@ -51,14 +55,13 @@ class QuickstartResult:
 
 
 def _publish_one(source, zoo, name, version, allow_below_baseline, say) -> dict | None:
-    """Publish one cascade model; a below-baseline model is skipped with a message."""
+    """Publish one cascade model; a below-baseline model is skipped with a message. Never
+    overwrites: the same files again are a no-op, other weights under ``version`` an error."""
     from xas_train.errors import TrainError
     from xas_train.publish import publish
 
     try:
-        entry = publish(
-            source, zoo, name, version, overwrite=True, allow_below_baseline=allow_below_baseline
-        )
+        entry = publish(source, zoo, name, version, allow_below_baseline=allow_below_baseline)
     except TrainError as exc:
         if "below-baseline" not in str(exc):
             raise
@@ -66,6 +69,13 @@ def _publish_one(source, zoo, name, version, allow_below_baseline, say) -> dict 
         return None
     say(f"[quickstart] published {name} {version} -> {Path(zoo) / entry['path']}")
     return entry
+
+
+def _run_zoo(out: Path) -> Path:
+    """The run's own zoo ``<out>/zoo``, emptied: it holds the models of the latest run."""
+    zoo = out / "zoo"
+    shutil.rmtree(zoo, ignore_errors=True)
+    return zoo
 
 
 def prepare_data(out: Path, featurizer: str, progress: Progress) -> Path:
@@ -92,8 +102,9 @@ def prepare_data(out: Path, featurizer: str, progress: Progress) -> Path:
 
 def quickstart(
     out: str | Path = "runs/quickstart",
-    zoo: str | Path | None = "model-zoo",
+    zoo: str | Path | None = None,
     *,
+    publish: bool = True,
     featurizer: str = "chgnet",
     max_epochs: int | None = None,
     version: str = "0.1.0",
@@ -104,8 +115,12 @@ def quickstart(
 ) -> QuickstartResult:
     """Run the main job; returns the cascade result and the published zoo entries.
 
-    Models with a test eta below 1 for some element are not published (a line says so)
-    unless ``allow_below_baseline``, which publishes them flagged.
+    ``zoo=None`` publishes into the run's own zoo ``<out>/zoo`` (emptied first, so it holds
+    this run's models); a given ``zoo`` (e.g. ``model-zoo``) only gains versions: publishing
+    other weights under an existing ``version`` raises TrainError (pass a new version).
+    ``publish=False`` publishes nothing. Models with a test eta below 1 for some element are
+    not published (a line says so) unless ``allow_below_baseline``, which publishes them
+    flagged.
 
     ``overrides`` are dotted changes of :data:`QUICKSTART_CONFIG` (``model.dropout=0.2``).
     """
@@ -121,7 +136,8 @@ def quickstart(
     base = parse_config(apply_overrides(raw, overrides or []), source="(quickstart)")
     cascade = run_cascade(base, tuned_overrides=TUNED_OVERRIDES, progress=progress, fresh=fresh)
     published = []
-    if zoo is not None:
+    if publish:
+        zoo = _run_zoo(out) if zoo is None else Path(zoo)
         for run in cascade.runs:
             if run.status == "skipped" or run.recipe not in ("universal", "tuned"):
                 continue
