@@ -62,6 +62,8 @@ ZOO_ENV = "XAS_MODEL_ZOO"
 ZOO_URL_ENV = "XAS_MODEL_ZOO_URL"
 CACHE_ENV = "XAS_MODELS_CACHE"
 DOWNLOAD_TIMEOUT_S = 60.0
+#: Largest file downloaded for an index entry that declares no ``sizes`` (bytes).
+MAX_DOWNLOAD_BYTES = 1 << 30
 _REQUIRED_FILES = ("model.json", "model.safetensors")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VERSION_RE = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-.]?([0-9A-Za-z.-]+))?$")
@@ -96,7 +98,8 @@ class ZooEntry(BaseModel):
     """One model version of a zoo index (the fields ``xas-train publish`` writes).
 
     ``path`` is ``<name>/<version>`` relative to the zoo root; ``files`` maps each file name of
-    the checkpoint to its hex sha256. ``source`` is not part of the index: it says where the
+    the checkpoint to its hex sha256 and ``sizes`` to its size in bytes (a download is cut off
+    past it; entries without sizes are capped at :data:`MAX_DOWNLOAD_BYTES`). ``source`` is not part of the index: it says where the
     entry was found (a zoo folder, the cache folder or a zoo URL).
     """
 
@@ -117,6 +120,7 @@ class ZooEntry(BaseModel):
     mlflow_run_id: str | None = None
     path: str
     files: dict[str, str]
+    sizes: dict[str, int] = Field(default_factory=dict)
     published: str = ""
     source: str = ""
 
@@ -429,6 +433,39 @@ def _verify_folder(folder: Path, entry: ZooEntry, fix: str) -> None:
             )
 
 
+def _fetch_capped(url: str, dest: Path, cap: int, label: str):  # noqa: ANN202 - hashlib object
+    """Stream ``url`` into ``dest`` (1 MiB blocks) and return its sha256; ModelError when the
+    body exceeds ``cap`` bytes (the index's declared size) or the server stalls for
+    :data:`DOWNLOAD_TIMEOUT_S` (a network error)."""
+    digest, total = hashlib.sha256(), 0
+    try:
+        with _open_url(url) as response, dest.open("wb") as fh:
+            declared = response.headers.get("Content-Length") if response.headers else None
+            if declared is not None and declared.isdigit() and int(declared) > cap:
+                raise ModelError(
+                    f"{label}: {url!r} is {int(declared)} bytes, more than the {cap} bytes the "
+                    "zoo index declares; nothing was cached. Ask the zoo maintainers to "
+                    "re-publish the model"
+                )
+            while block := response.read(1 << 20):
+                total += len(block)
+                if total > cap:
+                    raise ModelError(
+                        f"{label}: {url!r} sends more than the {cap} bytes the zoo index "
+                        "declares; download stopped and nothing was cached. Ask the zoo "
+                        "maintainers to re-publish the model"
+                    )
+                digest.update(block)
+                fh.write(block)
+    except (TimeoutError, OSError) as exc:
+        raise ModelError(
+            f"{label}: network error while downloading {url!r} ({exc or type(exc).__name__}: "
+            f"no data for {DOWNLOAD_TIMEOUT_S:g} s or the connection broke); nothing was "
+            "cached. Check the network and the zoo URL, then try again"
+        ) from None
+    return digest
+
+
 def _download(entry: ZooEntry, url: str) -> Path:
     """Download ``entry`` from the zoo at ``url`` into the cache, verified, atomically.
 
@@ -442,11 +479,8 @@ def _download(entry: ZooEntry, url: str) -> Path:
     try:
         for filename, expected in sorted(entry.files.items()):
             file_url = _join_url(url, f"{entry.path}/{filename}")
-            digest = hashlib.sha256()
-            with _open_url(file_url) as response, (tmp / filename).open("wb") as fh:
-                for block in iter(lambda response=response: response.read(1 << 20), b""):
-                    digest.update(block)
-                    fh.write(block)
+            cap = entry.sizes.get(filename, MAX_DOWNLOAD_BYTES)
+            digest = _fetch_capped(file_url, tmp / filename, cap, entry.label)
             found = digest.hexdigest()
             if found != expected.lower():
                 raise ModelError(
