@@ -463,6 +463,7 @@ class Source(StrEnum):
     vasp = "vasp"
     xspectra = "xspectra"
     ocean = "ocean"
+    xanesnet = "xanesnet"
 
 
 @app.command()
@@ -482,7 +483,9 @@ def ingest(
     material_id: Annotated[str | None, typer.Option(help="theory: id (default: file stem)")] = None,
     append: Annotated[bool, typer.Option(help="theory: add to the existing store")] = False,
 ) -> None:
-    """Ingest OmniXAS data, measured spectra (XAS Data Library JSON, XDI files), or theory
+    """Ingest OmniXAS data, XANESNET molecules (spectra.npz + structures_xyz.json, or xyz/ +
+    xanes/ folders; bad molecules are skipped with a reason), measured spectra (XAS Data
+    Library JSON, XDI files), or theory
     spectra of VASP / XSpectra / OCEAN (the tree `simulate --write-inputs` wrote, or one
     output file with --structure and --element)."""
     from xas_data import ingest as ing
@@ -496,6 +499,12 @@ def ingest(
         ds = _run(ing.ingest_omnixas_cu_feff, path, out, not all_sites, overwrite=overwrite)
     elif kind is Source.omnixas_ml_arrays:
         ds = _run(ing.ingest_omnixas_ml_arrays, path, out, overwrite=overwrite)
+    elif kind is Source.xanesnet:
+        from xas_data.xanesnet import ingest_xanesnet
+
+        ds, rejected = _run(ingest_xanesnet, path, out, overwrite=overwrite)
+        for reason in rejected.values():
+            typer.echo(f"skipped: {reason}", err=True)
     else:
         ds = _run(ing.ingest_measured, path, out, kind.value, overwrite=overwrite)
     typer.echo(f"wrote {ds.path}: {ds.n_sites} spectra of {ds.n_materials} materials")

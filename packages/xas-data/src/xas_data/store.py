@@ -407,14 +407,21 @@ class XASDataset:
         return np.array([known[mid] for mid in ids], dtype=np.int64)
 
     def structure(self, material: int | str):
-        """pymatgen ``Structure`` of a material (row or id), validated (``check_structure``)."""
-        from pymatgen.core import Structure
-
+        """pymatgen ``Structure`` of a material (row or id), or ``Molecule`` for a
+        non-periodic one (``is_molecule``), validated (``check_structure``)."""
+        from xas_data.molecules import structure_from_json
         from xas_data.structures import check_structure
 
         row = self.material_row(material) if isinstance(material, str) else int(material)
-        structure = Structure.from_dict(json.loads(str(self.root["materials/structure"][row])))
+        structure = structure_from_json(str(self.root["materials/structure"][row]))
         return check_structure(structure, f"material {self.material_ids[row]} in {self.path}")
+
+    def is_molecule(self, material: int | str) -> bool:
+        """Whether a material (row or id) is stored as a non-periodic ``Molecule``."""
+        from xas_data.molecules import structure_kind
+
+        row = self.material_row(material) if isinstance(material, str) else int(material)
+        return structure_kind(str(self.root["materials/structure"][row])) == "molecule"
 
     # ------------------------------------------------------------------ sites and spectra
     def sites(self, rows: np.ndarray | None = None, columns: Sequence[str] | None = None):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition, Element, Structure
+from pymatgen.core import Composition, Element, Molecule, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from xas_data.errors import MissingExtraError, StructureError
@@ -162,16 +162,51 @@ def _check_overlaps(structure: Structure, name: str, min_distance: float) -> Non
         )
 
 
+def is_molecule(structure) -> bool:
+    """Whether ``structure`` is non-periodic (a pymatgen ``Molecule``: no lattice, no images)."""
+    return isinstance(structure, Molecule)
+
+
+def _check_molecule(molecule: Molecule, name: str, min_distance: float) -> None:
+    """Finite Cartesian coordinates and no two atoms closer than ``min_distance`` (Angstrom);
+    no lattice and no periodic images."""
+    from scipy.spatial import cKDTree
+
+    cart = np.asarray(molecule.cart_coords, dtype=float)
+    bad = ~np.all(np.isfinite(cart), axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise StructureError(
+            f"{name}: atom {i} ({molecule[i].species_string}) has a NaN or infinite coordinate; "
+            "give finite coordinates (Angstrom)"
+        )
+    if len(cart) < 2:
+        return
+    pairs = cKDTree(cart).query_pairs(min_distance, output_type="ndarray")
+    if len(pairs):
+        dist = np.linalg.norm(cart[pairs[:, 0]] - cart[pairs[:, 1]], axis=1)
+        k = int(np.argmin(dist))
+        i, j = sorted(int(v) for v in pairs[k])
+        raise StructureError(
+            f"{name}: atoms {i} and {j} are {dist[k]:.3f} Angstrom apart "
+            f"(< {min_distance}); remove the duplicated atom from the xyz"
+        )
+
+
 def check_structure(
-    structure: Structure, name: str, min_distance: float = 0.5, max_atoms: int | None = None
-) -> Structure:
+    structure: Structure | Molecule,
+    name: str,
+    min_distance: float = 0.5,
+    max_atoms: int | None = None,
+) -> Structure | Molecule:
     """The one structure validator, run before any C extension (spglib, featurizers) sees the
     data; returns ``structure`` or raises a one-line ``StructureError`` naming the fix.
 
     Rejects: no atoms; more than ``max_atoms`` atoms (default ``$XAS_MAX_ATOMS`` or 5000);
     a non-finite, singular, nearly flat, absurdly large or absurdly dense lattice; NaN/inf
     coordinates; atoms (or periodic images) closer than ``min_distance`` Angstrom; partial
-    occupancies.
+    occupancies. A ``Molecule`` (non-periodic) gets the same atom, coordinate, overlap and
+    order checks without the lattice ones.
     """
     n_atoms = len(structure)
     if n_atoms == 0:
@@ -182,6 +217,13 @@ def check_structure(
             f"{name}: {n_atoms} atoms exceed the limit of {limit}; use the primitive cell, or "
             f"raise the limit (max_atoms=..., or the {MAX_ATOMS_ENV} environment variable)"
         )
+    if is_molecule(structure):
+        if not structure.is_ordered:
+            raise StructureError(
+                f"{name}: the molecule has partial occupancies; give one element per atom"
+            )
+        _check_molecule(structure, name, min_distance)
+        return structure
     _check_lattice(np.asarray(structure.lattice.matrix, dtype=float), n_atoms, name)
     _check_coordinates(structure, name)
     if not structure.is_ordered:
