@@ -37,6 +37,10 @@ META_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 GRID_TOLERANCE_EV = 1e-6
+#: Bounds checked on ``model.json`` before anything is allocated: energy points per grid, and
+#: parameters + buffers of the model the config describes (200 MB of float32).
+MAX_GRID_POINTS = 100_000
+MAX_PARAMETERS = 50_000_000
 
 _SUPPORTED_FORMATS = (FORMAT_VERSION,)
 
@@ -48,7 +52,7 @@ class EnergyGrid(BaseModel):
 
     start: float = Field(description="first energy, eV")
     step: float = Field(gt=0, description="spacing, eV")
-    n_points: int = Field(gt=0)
+    n_points: int = Field(gt=0, le=MAX_GRID_POINTS)
 
     def matches(self, other: EnergyGrid, tol: float = GRID_TOLERANCE_EV) -> bool:
         """True when start and step agree within ``tol`` eV and n_points is equal."""
@@ -316,6 +320,27 @@ def _check_grid(
         )
 
 
+def _check_model_size(meta: CheckpointMeta, folder: Path) -> None:
+    """Refuse a config describing more than :data:`MAX_PARAMETERS` numbers, counted on a
+    model built on PyTorch's ``meta`` device (no memory is allocated). A config the meta
+    device cannot build is left to ``from_config``'s own validation."""
+    assert meta.architecture is not None and meta.config is not None
+    try:
+        with torch.device("meta"):
+            shell = build_model(meta.architecture, meta.config)
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. code needing real tensors in __init__
+        return
+    n = sum(t.numel() for t in [*shell.parameters(), *shell.buffers()])
+    if n > MAX_PARAMETERS:
+        raise ModelError(
+            f"{str(folder / META_FILE)!r} describes a {meta.architecture} model with {n:,} "
+            f"parameters, more than the {MAX_PARAMETERS:,} this xas-models loads (check "
+            "hidden widths and dimensions in its config); re-export the checkpoint"
+        )
+
+
 def _load_weights(model: nn.Module, path: Path, arch: str) -> None:
     try:
         state = load_file(str(path))
@@ -368,7 +393,9 @@ def load_checkpoint(
         ``(model, meta)`` with the model on CPU in eval mode.
 
     Raises:
-        ModelError: missing folder/file, unknown format_version or architecture, weights that do
+        ModelError: missing folder/file, unknown format_version or architecture, a grid of
+            more than :data:`MAX_GRID_POINTS` points or a model of more than
+            :data:`MAX_PARAMETERS` parameters (checked before allocating), weights that do
             not fit, or a featurizer/grid mismatch.
     """
     root = Path(folder)
@@ -388,6 +415,7 @@ def load_checkpoint(
         _check_featurizer(meta, expected_featurizer)
     if expected_grid is not None:
         _check_grid(meta, expected_grid, element)
+    _check_model_size(meta, root)
     model = build_model(meta.architecture, meta.config)
     _load_weights(model, root / WEIGHTS_FILE, meta.architecture)
     model.eval()
