@@ -211,6 +211,7 @@ def train_ensemble(
             "calibration": "sigma_scale = 0.68 quantile of |y - mean| / std(members) over "
             "all points of the val split",
         },
+        "recipe_settings": recipe_settings(config),
         "global_batch": int(runs[0]["global_batch"]),
     }
     _evaluate_and_save(config, data, ensemble, "forward_ensemble", _cpu(), None, extra)
@@ -232,6 +233,27 @@ def train_ensemble(
 
     atomic_write_text(config.run_dir / RESULT_FILE, result.to_json() + "\n")
     return result
+
+
+def recipe_settings(config: RunConfig) -> dict[str, Any]:
+    """What a model card needs to repeat the training: model params, optimiser settings and
+    which split calibrates (``val``) and which only reports (``test``)."""
+    t = config.training
+    return {
+        "model": config.model.params(),
+        "training": {
+            "optimizer": t.optimizer,
+            "lr": t.lr,
+            "batch_size": t.batch_size,
+            "max_epochs": t.max_epochs,
+            "patience": t.patience,
+            "loss": t.loss,
+        },
+        "standardize_features": config.data.standardize,
+        "val_split (calibration, early stopping)": config.data.val_split
+        or f"holdout {config.data.holdout_fraction} of the training materials",
+        "test_split (reported only)": config.data.test_split,
+    }
 
 
 def _cpu():
