@@ -392,3 +392,46 @@ def describe_cmd(
     typer.echo(format_summary(n_done, n_outside, failed))
     if n_done == 0 or (strict and failed):
         raise typer.Exit(2)
+
+
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[
+        str, typer.Option(help="address to bind; 0.0.0.0 exposes the server to the network")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    models: Annotated[
+        list[str] | None,
+        typer.Option("--models", "-m", help="serve only these zoo models (repeatable)"),
+    ] = None,
+    zoo: Annotated[str | None, typer.Option(help="zoo folder or URL")] = None,
+    workers: Annotated[int, typer.Option(help="server processes behind the one port")] = 1,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload in MB")] = 2.0,
+    max_atoms: Annotated[int, typer.Option(help="largest structure (atoms in the cell)")] = 500,
+    token: Annotated[
+        str | None, typer.Option(help="require 'Authorization: Bearer TOKEN' on API calls")
+    ] = None,
+) -> None:
+    """Start the web page and REST API (http://HOST:PORT/, API docs at /docs).
+
+    Needs the 'serve' extra: pip install 'xas-models[serve]'. Models load once, on first
+    use (the default forward and inverse models at start-up).
+    """
+    from xas_models.serve import ServeSettings, run_server
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            f"warning: --host {host} makes the server reachable from other machines; "
+            "anyone who can reach it can run the models" + ("" if token else " (no --token)"),
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    settings = ServeSettings(
+        zoo=zoo,
+        models=list(models or []),
+        max_upload_bytes=int(max_upload_mb * 1e6),
+        max_atoms=max_atoms,
+        token=token,
+    )
+    typer.echo(f"xas serve: http://{host}:{port}/ (API docs at /docs)")
+    _run(run_server, settings, host, port, workers)
