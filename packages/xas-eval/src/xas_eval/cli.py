@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
+from xas_data.cli_errors import DebugOpt, GuardedGroup, set_debug
+
 app = typer.Typer(
+    cls=GuardedGroup,  # any error: one line on stderr, exit 2 (traceback with --debug)
+    rich_markup_mode=None,
     help="Evaluate XAS models and features with the OmniXAS metrics.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -15,8 +19,9 @@ app = typer.Typer(
 
 
 @app.callback()
-def main() -> None:
+def main(debug: Annotated[bool, DebugOpt] = False) -> None:
     """Evaluate XAS models and features with the OmniXAS metrics."""
+    set_debug(debug)
 
 
 @app.command("compare-features")

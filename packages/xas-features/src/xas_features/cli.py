@@ -11,12 +11,22 @@ from typing import Annotated
 
 import typer
 
+from xas_data.cli_errors import DebugOpt, GuardedGroup, set_debug
+
 app = typer.Typer(
+    cls=GuardedGroup,  # any error: one line on stderr, exit 2 (traceback with --debug)
+    rich_markup_mode=None,
     help="Featurize XAS datasets: M3GNet/CHGNet transfer features, ACSF/SOAP + PCA, and local "
     "structure descriptors, stored in the dataset's Zarr store in site row order.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def main(debug: Annotated[bool, DebugOpt] = False) -> None:
+    """Featurize XAS datasets and list their stored features."""
+    set_debug(debug)
 
 
 class FeaturizerName(StrEnum):

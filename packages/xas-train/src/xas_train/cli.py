@@ -12,14 +12,35 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from xas_data.cli_errors import DebugOpt, GuardedGroup, fail, set_debug
+
 app = typer.Typer(
+    cls=GuardedGroup,  # any error: one line on stderr, exit 2 (traceback with --debug)
     help="Train XAS models with DeepSpeed (one CPU to many GPU nodes), tracked in MLflow.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 T = TypeVar("T")
-ConfigArg = Annotated[Path, typer.Argument(help="run config (YAML); see configs/")]
+
+
+def _config_file(path: Path) -> Path:
+    """A CONFIG argument that is a readable UTF-8 text file (else exit 2 at once)."""
+    if not path.is_file():
+        fail(f"config file {str(path)!r} not found; pass the path of a YAML config")
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(f"config file {str(path)!r} is not YAML text (byte {exc.start} is not UTF-8)")
+    return path
+
+
+ConfigArg = Annotated[
+    Path, typer.Argument(help="run config (YAML); see configs/", callback=_config_file)
+]
+#: slurm writes a script for a config that may exist only on the cluster: not checked here
+SlurmConfigArg = Annotated[Path, typer.Argument(help="run config (YAML) as seen by the job")]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="override a config value, e.g. -s training.lr=3e-4"),
@@ -27,8 +48,7 @@ SetOpt = Annotated[
 
 
 def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+    fail(exc)
 
 
 def _guarded(fn: Callable[[], T]) -> T:
@@ -49,8 +69,10 @@ def main(
         int | None,
         typer.Option("--local_rank", "--local-rank", hidden=True, help="set by launchers"),
     ] = None,
+    debug: Annotated[bool, DebugOpt] = False,
 ) -> None:
     """Train XAS models with DeepSpeed, tracked in MLflow."""
+    set_debug(debug)
 
 
 @app.command()
@@ -64,16 +86,14 @@ def train(
     Runs as a plain process, under torchrun, under the deepspeed launcher or in Slurm.
     """
     from xas_train.config import load_config
-    from xas_train.errors import TrainError
+    from xas_train.data import load_training_data
 
-    try:
-        cfg = load_config(config, set_)
-        from xas_train.trainer import train as run_train
+    cfg = load_config(config, set_)
+    _check_writable(cfg.run_dir)
+    data = load_training_data(cfg.data, seed=cfg.training.seed)  # no torch: bad data fails fast
+    from xas_train.trainer import train as run_train
 
-        result = run_train(cfg, fresh=fresh)
-    except TrainError as exc:
-        _fail(exc)
-        return
+    result = run_train(cfg, fresh=fresh, data=data)
     if result.world_size == 1 or _rank() == 0:
         typer.echo(f"model: {result.model_dir}")
         for el, m in result.metrics.items():
@@ -90,6 +110,8 @@ def evaluate(config: ConfigArg, set_: SetOpt = None) -> None:
     from xas_train.config import load_config
 
     cfg = _guarded(lambda: load_config(config, set_))
+    if not cfg.run_dir.is_dir():
+        fail(f"run folder {cfg.run_dir} not found; train it first: xas-train train {config}")
     from xas_train.trainer import evaluate_checkpoint
 
     _guarded(lambda: evaluate_checkpoint(cfg))
@@ -121,6 +143,20 @@ def ensemble(
             f"  {split}: {int(rep['n_spectra'])} spectra  {etas}  coverage 1 sigma "
             f"{rep['coverage_1sigma']:.3f}  2 sigma {rep['coverage_2sigma']:.3f}"
         )
+
+
+def _check_writable(folder: Path) -> None:
+    """Exit 2 unless ``folder`` exists as a writable folder or can be created (checked
+    before any heavy setup: no run learns after minutes that it cannot save)."""
+    import os
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        fail(f"output folder {folder}: {probe} is a file, not a folder; set output_dir")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        fail(f"output folder {folder}: {probe} is not writable; set output_dir")
 
 
 def _rank() -> int:
@@ -383,7 +419,7 @@ def publish(
 
 @app.command()
 def slurm(
-    config: ConfigArg,
+    config: SlurmConfigArg,
     nodes: Annotated[int, typer.Option(help="number of nodes")] = 1,
     gpus_per_node: Annotated[
         int, typer.Option(help="GPUs per node (0: CPU nodes, no GPU request)")
