@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xas_data.molecules import as_periodic
 from xas_features.errors import FeaturizerError, missing_extra
 from xas_features.featurizers.base import (
     backend_version,
@@ -176,6 +177,7 @@ class CHGNetFeaturizer:
         forward pass.
         """
         check_sites(structures, sites)
+        structures = as_periodic(structures)  # molecules: boxed, vacuum > cutoff
         out = np.zeros((len(structures), FEATURE_DIM), dtype=np.float32)
         if not len(structures):
             return out
@@ -240,6 +242,7 @@ class CHGNetFeaturizer:
         Returns float32 ``[n, 64]`` equal to ``featurize`` up to float rounding.
         """
         check_sites(structures, sites)
+        structures = as_periodic(structures)  # molecules: boxed, vacuum > cutoff
         import torch
 
         model = self.model

@@ -1,7 +1,8 @@
 """ACSF and SOAP site descriptors (dscribe) reduced by a PCA fitted on the training split.
 
 Pipeline (as in OmniXAS' ACSF/SOAP baselines): for every absorbing site, the raw dscribe
-descriptor of the periodic crystal centred on that site (float64 [raw_dim]) is projected on
+descriptor of the periodic crystal (or, for a pymatgen ``Molecule``, of the molecule alone:
+dscribe's non-periodic mode, no images) centred on that site (float64 [raw_dim]) is projected on
 the leading principal components of the raw descriptors of the *training* sites::
 
     features = (raw - mean) @ components.T          # float32 [n, n_components]
@@ -115,6 +116,7 @@ class _DScribePCAFeaturizer(ABC):
         self._fit_species: list[str] | None = None
         self._descriptor: Any = None
         self._descriptor_species: list[str] | None = None
+        self._descriptor_periodic = True
         self._mean: np.ndarray | None = None  # float64 [raw_dim]
         self._components: np.ndarray | None = None  # float64 [k, raw_dim]
         self._ratio: np.ndarray | None = None  # float64 [k]
@@ -141,7 +143,7 @@ class _DScribePCAFeaturizer(ABC):
     @property
     def raw_dim(self) -> int:
         """Dimension of the raw dscribe descriptor for the fitted (or given) species."""
-        return int(self._get_descriptor().get_number_of_features())
+        return int(self._get_descriptor(self._descriptor_periodic).get_number_of_features())
 
     @property
     def fitted_species(self) -> list[str]:
@@ -277,9 +279,10 @@ class _DScribePCAFeaturizer(ABC):
         check_sites(structures, sites)
         from pymatgen.io.ase import AseAtomsAdaptor
 
-        descriptor = self._get_descriptor()
+        from xas_data.structures import is_molecule
+
         species = set(self.fitted_species)
-        out = np.empty((len(sites), int(descriptor.get_number_of_features())), dtype=np.float64)
+        out = np.empty((len(sites), self.raw_dim), dtype=np.float64)
         for positions in group_by_structure(structures).values():
             structure = structures[positions[0]]
             unseen = sorted(_element_symbols(structure) - species)
@@ -295,7 +298,10 @@ class _DScribePCAFeaturizer(ABC):
                     "is disordered (partial occupancies); order it first"
                 )
             centers, inverse = np.unique([int(sites[i]) for i in positions], return_inverse=True)
+            # molecules: no cell, no periodic images (dscribe's non-periodic mode)
+            periodic = not is_molecule(structure)
             atoms = AseAtomsAdaptor.get_atoms(structure)
+            descriptor = self._get_descriptor(periodic)
             values = np.asarray(descriptor.create(atoms, centers=centers.tolist()), np.float64)
             values = values.reshape(len(centers), -1)
             out[positions] = values[inverse.reshape(-1)]
@@ -316,15 +322,21 @@ class _DScribePCAFeaturizer(ABC):
                 "first (featurize_dataset does this), or rebuild it with from_state(config, state)"
             )
 
-    def _get_descriptor(self) -> Any:
+    def _get_descriptor(self, periodic: bool = True) -> Any:
+        """The dscribe descriptor for the fitted species; ``periodic=False`` for molecules."""
         species = self.fitted_species
-        if self._descriptor is None or self._descriptor_species != species:
+        if (
+            self._descriptor is None
+            or self._descriptor_species != species
+            or self._descriptor_periodic != periodic
+        ):
             try:
                 import dscribe.descriptors  # noqa: F401
             except ImportError as err:
                 raise missing_extra("dscribe", "soap") from err
-            self._descriptor = self._make_descriptor(species)
+            self._descriptor = self._make_descriptor(species, periodic)
             self._descriptor_species = species
+            self._descriptor_periodic = periodic
         return self._descriptor
 
     @abstractmethod
@@ -337,8 +349,8 @@ class _DScribePCAFeaturizer(ABC):
         """Names of the subclass's descriptor settings."""
 
     @abstractmethod
-    def _make_descriptor(self, species: list[str]) -> Any:
-        """The dscribe descriptor object for ``species``."""
+    def _make_descriptor(self, species: list[str], periodic: bool = True) -> Any:
+        """The dscribe descriptor object for ``species`` (``periodic=False``: molecules)."""
 
     def __repr__(self) -> str:
         fitted = f"dim={self.dim}" if self.fitted else "unfitted"
@@ -388,7 +400,7 @@ class ACSFFeaturizer(_DScribePCAFeaturizer):
     def _setting_names(cls) -> tuple[str, ...]:
         return ("r_cut", "g2_params", "g4_params")
 
-    def _make_descriptor(self, species: list[str]) -> Any:
+    def _make_descriptor(self, species: list[str], periodic: bool = True) -> Any:
         from dscribe.descriptors import ACSF
 
         return ACSF(
@@ -396,7 +408,7 @@ class ACSFFeaturizer(_DScribePCAFeaturizer):
             g2_params=self.g2_params or None,
             g4_params=self.g4_params or None,
             species=species,
-            periodic=True,
+            periodic=periodic,
             sparse=False,
             dtype="float64",
         )
@@ -465,7 +477,7 @@ class SOAPFeaturizer(_DScribePCAFeaturizer):
     def _setting_names(cls) -> tuple[str, ...]:
         return ("r_cut", "n_max", "l_max", "sigma", "rbf", "compression")
 
-    def _make_descriptor(self, species: list[str]) -> Any:
+    def _make_descriptor(self, species: list[str], periodic: bool = True) -> Any:
         from dscribe.descriptors import SOAP
 
         return SOAP(
@@ -476,7 +488,7 @@ class SOAPFeaturizer(_DScribePCAFeaturizer):
             rbf=self.rbf,
             compression={"mode": self.compression},
             species=species,
-            periodic=True,
+            periodic=periodic,
             sparse=False,
             dtype="float64",
         )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xas_data.molecules import as_periodic
 from xas_features.errors import FeaturizerError, missing_extra
 from xas_features.featurizers.base import (
     backend_version,
@@ -215,6 +216,7 @@ class M3GNetFeaturizer:
         into one graph per forward pass (see ``absorber_node_features``).
         """
         check_sites(structures, sites)
+        structures = as_periodic(structures)  # molecules: boxed, vacuum > cutoff
         out = np.zeros((len(structures), FEATURE_DIM), dtype=np.float32)
         if not len(structures):
             return out
@@ -358,6 +360,7 @@ class M3GNetFeaturizer:
         float rounding.
         """
         check_sites(structures, sites)
+        structures = as_periodic(structures)  # molecules: boxed, vacuum > cutoff
         import torch
 
         model = self.model
