@@ -120,7 +120,10 @@ def small_npz(shared_data, tmp_path_factory):
     data = np.load(src / "spectra.npz")
     texts = json.loads((src / "structures_xyz.json").read_text())
     out = tmp_path_factory.mktemp("xnet")
-    arrays = {k: data[k][:60] if data[k].ndim and data[k].shape[0] == 4079 else data[k] for k in data.files}
+    arrays = {
+        k: data[k][:60] if data[k].ndim and data[k].shape[0] == 4079 else data[k]
+        for k in data.files
+    }
     np.savez(out / "spectra.npz", **arrays)
     names = arrays["name"].astype(str)
     (out / "structures_xyz.json").write_text(json.dumps({n: texts[n] for n in names}))
@@ -133,7 +136,9 @@ def test_npz_form_of_real_data(small_npz, tmp_path):
     assert ds.n_materials == 60 and ds.n_sites == 60
     selection = ds.select("Fe", "FDMNES")
     assert selection.energy.size == 226
-    assert selection.energy[0] == pytest.approx(7097.0) and selection.energy[-1] == pytest.approx(7172.0)
+    assert selection.energy[0] == pytest.approx(7097.0) and selection.energy[-1] == pytest.approx(
+        7172.0
+    )
     assert selection.extra("mu_raw").shape == (60, 376)
     original = np.load(small_npz / "spectra.npz")
     row = int(np.flatnonzero(ds.material_ids == str(original["name"][0]))[0])

@@ -66,7 +66,9 @@ def parse_xyz(text: str, name: str = "xyz", absorber: str | None = None) -> Mole
         try:
             coords.append([float(v) for v in parts[1:4]])
         except ValueError:
-            raise StructureError(f"{name}: line {k}: coordinates are not numbers: {line!r}") from None
+            raise StructureError(
+                f"{name}: line {k}: coordinates are not numbers: {line!r}"
+            ) from None
     if absorber is not None and species[0] != Element(absorber).symbol:
         raise StructureError(
             f"{name}: the first atom is {species[0]}, not the absorber {absorber}; put the "
@@ -111,9 +113,7 @@ def boxed(molecule: Molecule, vacuum: float = DEFAULT_VACUUM) -> Structure:
     low, high = cart.min(axis=0), cart.max(axis=0)
     side = float((high - low).max()) + float(vacuum)
     centred = cart - (low + high) / 2 + side / 2
-    return Structure(
-        Lattice.cubic(side), molecule.species, centred, coords_are_cartesian=True
-    )
+    return Structure(Lattice.cubic(side), molecule.species, centred, coords_are_cartesian=True)
 
 
 def as_periodic(structures, vacuum: float = DEFAULT_VACUUM) -> list:
