@@ -249,3 +249,25 @@ def test_cli_ingest_measured(shared_data: Path, tmp_path: Path) -> None:
     assert XASDataset.open(store).n_sites == 1
     bad = CliRunner().invoke(app, ["ingest-measured", str(other), "--out", str(store)])
     assert bad.exit_code == 2 and "--element" in bad.output
+
+
+def test_athena_projects_bad_groups_named_rest_ingested(shared_data: Path, tmp_path: Path) -> None:
+    from xas_data.measured import read_athena_project
+
+    prj = shared_data / "experiment" / "larch-xafsdata" / "AthenaProjectFiles"
+    problems: list[str] = []
+    spectra = read_measured_sources([prj / "cuybco.prj", prj / "FeS2.prj"], problems=problems)
+    assert len(problems) == 4 and all("cuybco.prj, group" in p for p in problems)
+    wrong = read_athena_project(prj / "FeO.prj", element="Mn")  # an Fe group in a Mn project
+    report = ingest_measured_spectra(
+        [*spectra, *wrong],
+        tmp_path / "s.zarr",
+        keep_unmatched=True,
+        link_minerals=False,
+        read_problems=problems,
+    )
+    failed = [r.message for r in report.failed]
+    assert len(failed) == 5
+    assert any("FeO" in m and "Mn K edge" in m and "Fe (7112 eV)" in m for m in failed)
+    assert report.counts.get("Cu", 0) == len(spectra) - 1 and report.counts["Fe"] == 1
+    assert report.table().count("FAILED") == 5

@@ -220,3 +220,76 @@ def test_read_two_column_errors_name_file(tmp_path: Path) -> None:
         read_two_column(path, element="Ti")
     with pytest.raises(SpectrumError, match="element"):
         read_two_column(path, element="Tix")
+
+
+# --------------------------------------------------------------------------- Athena, .nor
+
+
+def _larch_data(shared_dir: Path) -> Path:
+    return shared_dir / "experiment" / "larch-xafsdata"
+
+
+def test_read_athena_project_every_group_labelled(shared_dir: Path) -> None:
+    from xas_data.measured import read_athena_project
+
+    spectra = read_athena_project(_larch_data(shared_dir) / "AthenaProjectFiles" / "Mn.prj")
+    assert len(spectra) == 14
+    assert {s.element for s in spectra} == {"Mn"}
+    names = [s.name for s in spectra]
+    assert "Pyrolusite" in names and "g-MnOOH" in names and len(set(names)) == 14
+    for s in spectra:
+        assert np.all(np.diff(s.energy) > 0) and np.all(np.isfinite(s.mu))
+        assert s.metadata["athena_group"] and s.metadata["source_file"].endswith("Mn.prj")
+
+
+def test_athena_bad_groups_named_rest_read(shared_dir: Path) -> None:
+    from xas_data.measured import read_athena_project
+
+    path = _larch_data(shared_dir) / "AthenaProjectFiles" / "cuybco.prj"
+    problems: list[str] = []
+    spectra = read_athena_project(path, element="Cu", problems=problems)
+    assert spectra and len(problems) == 4
+    assert all("cuybco.prj, group 'cu" in p and "energies must be positive" in p for p in problems)
+    with pytest.raises(SpectrumError, match="cuybco.prj, group"):
+        read_athena_project(path, element="Cu")
+
+
+def test_athena_project_without_groups(tmp_path: Path) -> None:
+    from xas_data.measured import read_athena_project
+
+    path = tmp_path / "empty.prj"
+    path.write_text("# Athena project file -- Demeter version 0.9.26\n\n@journal = ();\n")
+    with pytest.raises(SpectrumError, match=r"empty\.prj.*(no groups|not a readable Athena)"):
+        read_athena_project(path)
+
+
+def test_athena_group_with_nan_energies(shared_dir: Path, tmp_path: Path) -> None:
+    import gzip
+
+    from xas_data.measured import read_athena_project
+
+    text = gzip.decompress(
+        (_larch_data(shared_dir) / "AthenaProjectFiles" / "FeO.prj").read_bytes()
+    ).decode()
+    marker = "@x = ('6911.7671'"
+    assert marker in text
+    path = tmp_path / "nan.prj"
+    path.write_text(text.replace(marker, "@x = ('nan'", 1))
+    problems: list[str] = []
+    spectra = read_athena_project(path, problems=problems)
+    assert spectra == [] and len(problems) == 1
+    assert "nan.prj, group 'FeO'" in problems[0] and "NaN" in problems[0]
+
+
+def test_nor_and_decimal_comma_files(shared_dir: Path) -> None:
+    from xas_data.measured import looks_normalized
+
+    pyfitit = shared_dir / "experiment" / "pyfitit"
+    nor = read_two_column(pyfitit / "Ti" / "LC08_Anatase.nor", element="Ti")
+    assert nor.metadata["normalized"] and "norm" in nor.metadata["mu_source"]
+    mn = read_two_column(pyfitit / "Mn" / "003_Mn2O3.dat", element="Mn")
+    assert mn.metadata["decimal_comma"] and 6519 < mn.energy[0] < 6521
+    assert mn.metadata["normalized"]
+    raw = read_two_column(_larch_data(shared_dir) / "cu_rt01.xmu", element="Cu")
+    assert "normalized" not in raw.metadata and raw.metadata["mu_source"] == "column 'mu'"
+    assert not looks_normalized(raw.energy, raw.mu)

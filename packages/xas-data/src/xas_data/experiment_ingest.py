@@ -41,7 +41,13 @@ from xas_data.edges import k_edge_energy
 from xas_data.errors import StructureError, XASDataError
 from xas_data.experiment_processing import ProcessedSpectrum, ProcessingConfig, process_spectrum
 from xas_data.io_utils import replace_directory
-from xas_data.measured import MeasuredSpectrum, read_two_column, read_xaslib_json, read_xdi
+from xas_data.measured import (
+    MeasuredSpectrum,
+    read_athena_project,
+    read_two_column,
+    read_xaslib_json,
+    read_xdi,
+)
 from xas_data.schema import EnergyGrid, default_grid
 
 __all__ = [
@@ -65,51 +71,77 @@ _FORMULA_CHARS = re.compile(r"^[A-Za-z0-9().\[\]]+$")
 # --------------------------------------------------------------------------- reading
 
 
+_SPECTRUM_SUFFIXES = (".xdi", ".json", ".prj", ".nor", ".dat", ".xmu")
+
+
+def _read_one(path: Path, element: str | None, problems: list[str] | None):
+    """The spectra of one file, by format (see :func:`read_measured_sources`)."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return read_xaslib_json(path)
+    if suffix == ".prj":
+        return read_athena_project(path, element=element, problems=problems)
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        first = next((line.strip() for line in handle if line.strip()), "")
+    if re.match(r"^#\s*XDI/", first, flags=re.IGNORECASE):
+        return [read_xdi(path, element=element)]
+    symbol = element or (path.parent.name if _ELEMENT_DIR.match(path.parent.name) else None)
+    if symbol is None:
+        raise XASDataError(
+            f"{path}: a column file names no element; pass the absorber "
+            "(--element Ti / element='Ti')"
+        )
+    return [read_two_column(path, element=symbol)]
+
+
+_ELEMENT_DIR = re.compile(r"^(Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Sc|Ca|Ga|Ge|As|Se)$")
+
+
 def read_measured_sources(
-    sources: Sequence[str | Path], element: str | None = None
+    sources: Sequence[str | Path], element: str | None = None, problems: list[str] | None = None
 ) -> list[MeasuredSpectrum]:
     """Read measured spectra from files or folders, detecting the format.
 
-    ``*.json``: XAS Data Library export (``read_xaslib_json``); a file whose first line starts
-    with ``# XDI``: XDI (``read_xdi``); a folder: every ``*.xdi`` and ``*.json`` in it (sorted);
-    anything else: two-column text (``read_two_column``; needs ``element``).
+    ``*.json``: XAS Data Library export (``read_xaslib_json``); ``*.prj``: Athena project
+    (``read_athena_project``, one spectrum per group); a file whose first line starts with
+    ``# XDI``: XDI (``read_xdi``); a folder: every ``*.xdi``, ``*.json``, ``*.prj``, ``*.nor``,
+    ``*.dat`` and ``*.xmu`` in it (sorted); anything else: column text (``read_two_column``,
+    which recognises already-normalised ``.nor``/``.dat`` data; needs ``element``, or a
+    folder named by the element, e.g. ``Ti/``).
 
     Args:
         sources: files or folders.
-        element: absorber for two-column files and XDI files without ``Element.symbol``.
+        element: absorber for column files, Athena projects and XDI files without
+            ``Element.symbol``.
+        problems: when given, a file or project group that cannot be read adds a one-line
+            message here and reading goes on; when None the first one raises.
 
     Returns:
         The spectra, in the order of ``sources`` (energies in eV, ascending).
 
     Raises:
-        XASDataError: a missing path, an empty folder, a two-column file without ``element``,
-            or any reader error (the file is named).
+        XASDataError: a missing path, an empty folder, a column file without ``element``,
+            or any reader error (the file is named), when ``problems`` is None.
     """
     spectra: list[MeasuredSpectrum] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            files = sorted([*path.glob("*.xdi"), *path.glob("*.json")])
+            files = sorted(f for f in path.iterdir() if f.suffix.lower() in _SPECTRUM_SUFFIXES)
             if not files:
-                raise XASDataError(f"{path}: the folder holds no .xdi or .json spectra")
-            spectra.extend(read_measured_sources(files, element))
+                raise XASDataError(
+                    f"{path}: the folder holds no {', '.join(_SPECTRUM_SUFFIXES)} spectra"
+                )
+            spectra.extend(read_measured_sources(files, element, problems))
             continue
         if not path.is_file():
             raise XASDataError(f"{path}: no such file or folder; check the path")
-        if path.suffix.lower() == ".json":
-            spectra.extend(read_xaslib_json(path))
-            continue
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            first = next((line.strip() for line in handle if line.strip()), "")
-        if re.match(r"^#\s*XDI/", first, flags=re.IGNORECASE):
-            spectra.append(read_xdi(path, element=element))
-        elif element is None:
-            raise XASDataError(
-                f"{path}: a two-column spectrum names no element; pass the absorber "
-                "(--element Ti / element='Ti')"
-            )
-        else:
-            spectra.append(read_two_column(path, element=element))
+        try:
+            spectra.extend(_read_one(path, element, problems))
+        except XASDataError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
     return spectra
 
 
@@ -576,6 +608,7 @@ def ingest_measured_spectra(
     overwrite: bool = False,
     strict: bool = False,
     name: str = "measured",
+    read_problems: Sequence[str] = (),
 ) -> IngestReport:
     """Process measured K-edge spectra and store them as fidelity ``EXP`` in ``out``.
 
@@ -596,6 +629,8 @@ def ingest_measured_spectra(
         overwrite: replace an existing store instead of extending it.
         strict: raise on the first spectrum that fails processing (else it is reported).
         name: store name when a new store is created.
+        read_problems: one-line messages of files or project groups the readers could not
+            read (``read_measured_sources(..., problems=...)``); each becomes a ``failed`` row.
 
     Returns:
         :class:`IngestReport` with one row per input spectrum.
@@ -617,17 +652,39 @@ def ingest_measured_spectra(
     with store_writer(out):
         return _ingest_locked(
             spectra, out, cif_map, grids, config, keep_unmatched, link_minerals, overwrite,
-            strict, name,
+            strict, name, read_problems,
         )  # fmt: skip
 
 
 def _ingest_locked(
-    spectra, out, cif_map, grids, config, keep_unmatched, link_minerals, overwrite, strict, name
+    spectra,
+    out,
+    cif_map,
+    grids,
+    config,
+    keep_unmatched,
+    link_minerals,
+    overwrite,
+    strict,
+    name,
+    read_problems=(),
 ) -> IngestReport:
     """``ingest_measured_spectra`` with the store's writer lock held."""
     config = config or ProcessingConfig()
     linker = StructureLinker(cif_map, use_amcsd=link_minerals)
     report = IngestReport(store=out)
+    for message in read_problems:
+        source = message.split(",", 1)[0].split(":", 1)[0]
+        report.rows.append(
+            IngestRow(
+                name="(unread)",
+                formula="",
+                element="",
+                status="failed",
+                source_file=source,
+                message=message,
+            )  # fmt: skip
+        )
 
     existing_hash: dict[str, str] = {}
     stored_grids: dict[str, np.ndarray] = {}

@@ -627,6 +627,22 @@ def normalize(
     )
 
 
+def _kept_normalization(
+    energy: FloatArray, mu: FloatArray, metadata: dict[str, Any], label: str
+) -> _Normalization:
+    """The normalisation of data that are already normalised: kept as is (edge step 1)."""
+    reason = metadata.get("normalized_reason", "marked normalised")
+    note = f"{label} holds already-normalised mu ({reason}): its normalisation is kept, not redone"
+    return _Normalization(
+        norm=np.asarray(mu, dtype=np.float64),
+        edge_step=1.0,
+        pre_range=(math.nan, math.nan),
+        post_range=(math.nan, math.nan),
+        post_order=0,
+        notes=(note,),
+    )
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -701,7 +717,10 @@ def process_spectrum(
     if config.deglitch:
         mu, glitches = deglitch(energy, mu, config.deglitch_threshold, config.deglitch_max_iter)
     e0 = find_edge(energy, mu, element, config, label, converted)
-    norm = normalize(energy, mu, e0, config, label)
+    if metadata.get("normalized"):
+        norm = _kept_normalization(energy, mu, metadata, label)
+    else:
+        norm = normalize(energy, mu, e0, config, label)
     notes.extend(norm.notes)
     if grid is None:
         out_energy, out_norm = energy, norm.norm

@@ -1,13 +1,18 @@
 """Readers for measured X-ray absorption spectra (parsing only, no normalisation).
 
-Three sources are supported:
+Five sources are supported:
 
 - ``read_xaslib_json``: the XAS Data Library K-edge export (a JSON list of records with
   ``energy`` [eV] and ``mu_raw`` = ln(i0/it) plus sample metadata),
 - ``read_xdi``: one XDI 1.0 text file (``# XDI/1.0`` header, ``# Column.N:`` labels,
   numeric rows); mu is taken from a mu column or computed from intensities,
-- ``read_two_column``: plain text with energy and mu columns (``#`` comments, optional
-  header line, whitespace or comma separated).
+- ``read_two_column``: plain text with energy and mu columns (``#``/``;`` comments, optional
+  header line, whitespace or comma separated, decimal commas); Athena/ifeffit column labels
+  (``# e norm nbkg flat``, ``# energy mu``) choose the mu column, and files that hold already
+  normalised mu (an ``.nor`` file, a ``norm``/``flat`` column, or data whose pre-edge is near
+  0 and post-edge near 1) are marked ``metadata["normalized"] = True``,
+- ``read_athena_project``: an Athena project (``.prj``) through xraylarch's ``read_athena``;
+  every group becomes one spectrum with its own label.
 
 Every reader returns spectra with energies in eV, sorted ascending, exact duplicate energy
 points removed (the first occurrence in the file is kept) and finite values only.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,8 @@ __all__ = [
     "read_xaslib_json",
     "read_xdi",
     "read_two_column",
+    "read_athena_project",
+    "looks_normalized",
     "KEV_THRESHOLD",
 ]
 
@@ -463,16 +471,57 @@ def read_xdi(path: str | Path, element: str | None = None) -> MeasuredSpectrum:
 # --------------------------------------------------------------------------- two columns
 
 
+#: Column labels (lower case) that hold already-normalised mu, in order of preference.
+_NORMALISED_COLUMNS = ("norm", "flat", "normtrans", "normfluor", "nor")
+#: Column labels (lower case) that hold raw mu, in order of preference.
+_MU_COLUMNS = ("mu", "xmu", "xmu(trans)", "mutrans", "mufluor", "xmu(fluo)")
+_DECIMAL_COMMA_RE = re.compile(r"^[\s\d,;eE+-]*\d,\d[\s\d,;eE+-]*$")
+
+
+def looks_normalized(energy: np.ndarray, mu: np.ndarray, edge_ev: float | None = None) -> bool:
+    """Whether ``mu`` [n] on ``energy`` [n] (eV) already looks edge-step normalised.
+
+    True when the pre-edge (points 30+ eV below the edge, else the first 5 points) averages
+    within 0.15 of 0 and the post-edge (points 50+ eV above it, else the last 10 %) within
+    0.25 of 1, with no value above 2.5 (raw ``ln(i0/it)`` has an offset and a step far from
+    1). ``edge_ev`` defaults to the energy of the steepest rise.
+    """
+    e, y = np.asarray(energy, float), np.asarray(mu, float)
+    if e.size < 20 or float(np.max(np.abs(y))) > 2.5:
+        return False
+    if edge_ev is None:
+        edge_ev = float(e[int(np.argmax(np.gradient(y, e)))])
+    pre, post = y[e < edge_ev - 30.0], y[e > edge_ev + 50.0]
+    pre = pre if pre.size >= 3 else y[:5]
+    post = post if post.size >= 3 else y[-max(3, e.size // 10) :]
+    return abs(float(np.mean(pre))) < 0.15 and abs(float(np.mean(post)) - 1.0) < 0.25
+
+
+def _column_labels(comments: list[str], n_columns: int) -> list[str]:
+    """Labels of the data columns from the last comment line with ``n_columns`` words."""
+    for line in reversed(comments):
+        words = line.lstrip("#;%! ").split()
+        if len(words) == n_columns and not _parse_floats(words):
+            return [w.lower() for w in words]
+    return []
+
+
 def read_two_column(
     path: str | Path, element: str, name: str | None = None, edge: str = "K"
 ) -> MeasuredSpectrum:
     """Read a plain-text spectrum with columns energy, mu.
 
-    Lines starting with ``#`` (or ``%``, ``!``) are comments; values may be separated by
-    whitespace, commas or semicolons. Non-numeric lines before the first data row are taken
-    as a header and skipped. Extra columns after the second are ignored (their count is
-    recorded in ``metadata["n_columns"]``). Energies below 100 everywhere are taken to be
-    keV and converted to eV.
+    Lines starting with ``#`` (or ``%``, ``!``, ``;``) are comments; values may be separated
+    by whitespace, commas or semicolons; a file whose numbers are written with decimal commas
+    (``6862,267 -0,00126``) is read as such. Non-numeric lines before the first data row are
+    taken as a header and skipped. The energy is the first column. mu is the second column,
+    unless the last comment line before the data labels the columns (Athena/ifeffit style,
+    ``#   e  norm  nbkg  flat``): then the first of ``norm``, ``flat``, ... (normalised) or
+    ``mu``, ``xmu``, ... (raw) is used. Energies below 100 everywhere are taken to be keV.
+
+    A spectrum is marked ``metadata["normalized"] = True`` (with ``normalized_reason``) when
+    its column is a normalised one, the file is an ``.nor`` file, or the values already look
+    normalised (:func:`looks_normalized`); processing then keeps that normalisation.
 
     Args:
         path: the text file.
@@ -494,18 +543,29 @@ def read_two_column(
         raise SpectrumError(f"cannot read spectrum file {path} ({exc}); check the path") from exc
     label = str(path)
     symbol = _check_element(element, label, "pass the absorber symbol, e.g. element='Ti'")
-    energy: list[float] = []
-    mu: list[float] = []
+    data_lines = [ln for ln in lines if ln.strip() and ln.strip()[0] not in "#%!;"]
+    # decimal commas: no '.' anywhere in the last data rows, a digit,digit in each of them
+    decimal_comma = bool(data_lines) and all(
+        "." not in ln and _DECIMAL_COMMA_RE.match(ln) and re.search(r"\s", ln.strip())
+        for ln in data_lines[-5:]
+    )
+    rows: list[list[float]] = []
     header: list[str] = []
-    n_columns = 0
+    comments: list[str] = []
     for lineno, raw in enumerate(lines, start=1):
         line = raw.strip()
-        if not line or line[0] in "#%!":
+        if not line:
             continue
+        if line[0] in "#%!;":
+            if not rows:
+                comments.append(line)
+            continue
+        if decimal_comma:
+            line = line.replace(",", ".")
         tokens = [t for t in _SPLIT_RE.split(line) if t]
         values = _parse_floats(tokens)
         if values is None:
-            if not energy:
+            if not rows:
                 header.append(line)
                 continue
             raise SpectrumError(
@@ -515,15 +575,35 @@ def read_two_column(
             raise SpectrumError(
                 f"{path}, line {lineno}: {len(values)} value(s); each row needs energy and mu"
             )
-        n_columns = max(n_columns, len(values))
-        energy.append(values[0])
-        mu.append(values[1])
-    if not energy:
+        rows.append(values)
+    if not rows:
         raise SpectrumError(f"{path}: no numeric rows with energy and mu; check the file")
+    n_columns = max(len(r) for r in rows)
     metadata: dict[str, Any] = {"source_file": label, "n_columns": n_columns}
+    labels = _column_labels(comments, min(len(r) for r in rows))
+    i_mu, normalized_by = 1, ""
+    if labels:
+        metadata["columns"] = labels
+        found = [c for c in (*_NORMALISED_COLUMNS, *_MU_COLUMNS) if c in labels[1:]]
+        if found:
+            i_mu = labels.index(found[0])
+            if found[0] in _NORMALISED_COLUMNS:
+                normalized_by = f"column '{found[0]}' holds normalised mu"
+        metadata["mu_source"] = f"column '{labels[i_mu]}'"
+    if decimal_comma:
+        metadata["decimal_comma"] = True
     if header:
         metadata["header"] = header
-    energy_arr, mu_arr = _clean(np.asarray(energy), np.asarray(mu), label, metadata)
+    energy_arr, mu_arr = _clean(
+        np.asarray([r[0] for r in rows]), np.asarray([r[i_mu] for r in rows]), label, metadata
+    )
+    if not normalized_by and path.suffix.lower() == ".nor":
+        normalized_by = "an Athena .nor file holds normalised mu"
+    if not normalized_by and looks_normalized(energy_arr, mu_arr):
+        normalized_by = "pre-edge near 0 and post-edge near 1: the data are already normalised"
+    if normalized_by:
+        metadata["normalized"] = True
+        metadata["normalized_reason"] = normalized_by
     return MeasuredSpectrum(
         energy=energy_arr,
         mu=mu_arr,
@@ -533,3 +613,128 @@ def read_two_column(
         formula="",
         metadata=metadata,
     )
+
+
+# --------------------------------------------------------------------------- Athena projects
+
+
+def _athena_groups(path: Path):
+    """(group name, larch Group) pairs of an Athena project, in file order."""
+    try:
+        from larch.io import read_athena
+    except ImportError as exc:  # pragma: no cover - the 'larch' extra is installed in dev
+        raise SpectrumError(
+            f"{path}: reading Athena projects needs xraylarch; pip install 'xas-data[larch]'"
+        ) from exc
+    try:
+        project = read_athena(str(path), do_preedge=False, do_bkg=False, do_fft=False)
+    except Exception as exc:
+        raise SpectrumError(
+            f"{path} is not a readable Athena project ({type(exc).__name__}: {exc}); "
+            "re-save it from Athena"
+        ) from exc
+    groups = list(getattr(project, "groups", {}).items())
+    if not groups:
+        raise SpectrumError(f"{path}: the Athena project holds no groups; save it with data")
+    return groups
+
+
+def _athena_element(group: Any) -> str:
+    """The absorber Athena recorded for a group (``bkg.z``), or ""."""
+    bkg = getattr(getattr(group, "athena_params", None), "bkg", None)
+    return str(getattr(bkg, "z", "") or "")
+
+
+def _project_element(path: Path, groups: list) -> str:
+    """Most common ``bkg.z`` of the groups whose K edge lies inside their data; without any,
+    the element whose K edge is nearest the steepest rise of the first group with data (within
+    20 eV: an L edge, e.g. La L3 at 5483 eV, 18 eV from V K, stays unrecognised only beyond)."""
+    from xas_data.edges import K_EDGE_EV, nearest_k_edge
+
+    def plausible(z: str, group: Any) -> bool:  # a K edge inside the group's energies
+        energy = getattr(group, "energy", None)
+        if z not in K_EDGE_EV or energy is None or len(energy) < 3:
+            return False
+        return float(np.nanmin(energy)) < K_EDGE_EV[z] < float(np.nanmax(energy))
+
+    guesses = Counter(z for _, g in groups if plausible(z := _athena_element(g), g))
+    if guesses:
+        return guesses.most_common(1)[0][0]
+    for _, group in groups:
+        energy, mu = getattr(group, "energy", None), getattr(group, "mu", None)
+        if energy is None or mu is None or len(energy) < 3 or not np.isfinite(energy).all():
+            continue
+        e_rise = float(energy[int(np.argmax(np.gradient(mu, energy)))])
+        symbol, e_tab = nearest_k_edge(e_rise)
+        if abs(e_tab - e_rise) <= 20.0:
+            return symbol
+    raise SpectrumError(
+        f"{path}: the project records no absorbing element and no K edge is recognisable in "
+        "its data; pass the absorber (element='Zn', --element Zn)"
+    )
+
+
+def read_athena_project(
+    path: str | Path, element: str | None = None, problems: list[str] | None = None
+) -> list[MeasuredSpectrum]:
+    """Read every group of an Athena project (``.prj``) with xraylarch's ``read_athena``.
+
+    Each group with ``energy`` and ``mu`` arrays becomes one spectrum, named by its Athena
+    label (or group name). The absorber is ``element`` when given, else the element Athena
+    recorded for most groups (``bkg.z``; Athena guesses it per group from E0, so a single
+    group's guess is not trusted): a group of another element is then refused at processing
+    (its edge is not this element's K edge), not silently relabelled.
+
+    Args:
+        path: the ``.prj`` file.
+        element: absorber symbol for every group (default: from the project, see above).
+        problems: when given, a group that cannot be read (no energy/mu arrays, NaN energies)
+            adds a one-line message here and the other groups are still read; when None the
+            first such group raises.
+
+    Returns:
+        One ``MeasuredSpectrum`` per readable group, in project order; ``metadata`` holds
+        ``source_file``, ``athena_group``, ``athena_label``, Athena's ``athena_e0`` and
+        ``athena_element``.
+
+    Raises:
+        SpectrumError: not an Athena project, no groups, no element, or (``problems`` is
+            None) a bad group; the file and group are named.
+    """
+    path = Path(path)
+    groups = _athena_groups(path)
+    if element is None:
+        element = _project_element(path, groups)
+    symbol = _check_element(element, str(path), "pass the absorber symbol, e.g. element='Fe'")
+    spectra: list[MeasuredSpectrum] = []
+    for group_name, group in groups:
+        label = " ".join(str(getattr(group, "label", "") or group_name).split())
+        where = f"{path}, group {label!r}"
+        try:
+            energy, mu = getattr(group, "energy", None), getattr(group, "mu", None)
+            if energy is None or mu is None:
+                raise SpectrumError(
+                    f"{where}: no energy/mu arrays (Athena data type "
+                    f"{getattr(group, 'datatype', '?')!r}); only mu(E) groups are ingested"
+                )
+            bkg = getattr(getattr(group, "athena_params", None), "bkg", None)
+            metadata: dict[str, Any] = {
+                "source_file": str(path),
+                "athena_group": str(group_name),
+                "athena_label": label,
+                "athena_element": _athena_element(group),
+                "athena_e0": float(getattr(bkg, "e0", np.nan) or np.nan),
+                "mu_source": "Athena group mu",
+            }
+            energy, mu = _clean(np.asarray(energy), np.asarray(mu), where, metadata)
+        except SpectrumError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+            continue
+        spectra.append(
+            MeasuredSpectrum(
+                energy=energy, mu=mu, element=symbol, edge="K", name=label, metadata=metadata
+            )
+        )
+    return spectra
