@@ -122,7 +122,9 @@ def ensemble_folder(ensemble, chgnet_featurizer, tmp_path_factory):
     from xas_features import feature_key
 
     folder = tmp_path_factory.mktemp("ens") / "cu-ensemble"
-    save_checkpoint(folder, ensemble, _meta(feature_key(chgnet_featurizer), chgnet_featurizer.version))
+    save_checkpoint(
+        folder, ensemble, _meta(feature_key(chgnet_featurizer), chgnet_featurizer.version)
+    )
     return folder
 
 
@@ -201,10 +203,12 @@ def test_writers_and_cli_carry_sigma(ensemble_folder, structures, chgnet_featuri
 
 def test_single_model_csv_has_no_sigma_column(structures, chgnet_featurizer, tmp_path):
     [q] = predict(
-        structures["cuo"], model=(_member(0), _meta(*_key(chgnet_featurizer))),
+        structures["cuo"],
+        model=(_member(0), _meta(*_key(chgnet_featurizer))),
     )
     header = next(csv.reader(write_csv([q], tmp_path / "q.csv").open()))
     assert header[-1] == "mu"
-    assert "average_sigma" not in json.loads(write_json([q], tmp_path / "q.json").read_text())[
-        "predictions"
-    ][0]
+    assert (
+        "average_sigma"
+        not in json.loads(write_json([q], tmp_path / "q.json").read_text())["predictions"][0]
+    )

@@ -40,7 +40,9 @@ def test_one_checkpoint_with_calibrated_members(trained):
     assert np.abs(outs[0] - outs[1]).max() > 1e-4
     # the stored factor makes 1 sigma cover 68 % of the val points (the calibration split)
     mean, raw = spread(outs)
-    assert meta.config["sigma_scale"] == pytest.approx(result.sigma_scale) and result.sigma_scale > 0
+    assert (
+        meta.config["sigma_scale"] == pytest.approx(result.sigma_scale) and result.sigma_scale > 0
+    )
     assert coverage(data.val.y, mean, raw * result.sigma_scale) == pytest.approx(0.68, abs=0.01)
     assert result.splits["val"]["coverage_1sigma"] == pytest.approx(0.68, abs=0.01)
     assert result.splits["val"]["coverage_2sigma"] >= result.splits["val"]["coverage_1sigma"]
@@ -58,11 +60,15 @@ def test_one_checkpoint_with_calibrated_members(trained):
 
 def test_finished_members_are_reused(trained):
     cfg, result = trained
-    stamps = [(Path(r) / "model" / "model.safetensors").stat().st_mtime_ns for r in result.member_runs]
+    stamps = [
+        (Path(r) / "model" / "model.safetensors").stat().st_mtime_ns for r in result.member_runs
+    ]
     lines: list[str] = []
     again = train_ensemble(cfg, 3, progress=lines.append)
     assert sum("reusing finished run" in line for line in lines) == 3
-    after = [(Path(r) / "model" / "model.safetensors").stat().st_mtime_ns for r in again.member_runs]
+    after = [
+        (Path(r) / "model" / "model.safetensors").stat().st_mtime_ns for r in again.member_runs
+    ]
     assert after == stamps and again.sigma_scale == pytest.approx(result.sigma_scale)
 
 

@@ -174,7 +174,6 @@ def train_ensemble(
     """
     import xas_models as xm
     from xas_models.forward_ensemble import ForwardEnsemble, calibrate_sigma_scale, spread
-
     from xas_train.trainer import _evaluate_and_save
 
     if n_members < 1:
@@ -196,10 +195,13 @@ def train_ensemble(
     scale = ensemble.sigma_scale
     splits = {"val": split_report(val_out, data.val, data, scale)}
     if data.test is not None and len(data.test):
-        splits["test"] = split_report(member_predictions(members, data.test), data.test, data, scale)
-    say(f"[{config.name}] sigma_scale {scale:.4g}; " + "; ".join(
-        f"{k}: {v}" for k, v in splits.items()
-    ))
+        splits["test"] = split_report(
+            member_predictions(members, data.test), data.test, data, scale
+        )
+    say(
+        f"[{config.name}] sigma_scale {scale:.4g}; "
+        + "; ".join(f"{k}: {v}" for k, v in splits.items())
+    )
 
     seeds = [config.training.seed + i for i in range(n_members)]
     extra = {
@@ -281,7 +283,9 @@ def _add_metrics(
         etas = [round(float(r["metrics"][el]["eta"]), 4) for r in runs if el in r["metrics"]]
         if etas:
             metrics[f"{el}/member_test_etas"] = etas
-    xm.save_checkpoint(model_dir, ensemble, meta.model_copy(update={"metrics": metrics}), overwrite=True)
+    xm.save_checkpoint(
+        model_dir, ensemble, meta.model_copy(update={"metrics": metrics}), overwrite=True
+    )
 
 
 __all__ = ["EnsembleResult", "bootstrap_rows", "member_config", "train_ensemble", "train_members"]
