@@ -13,7 +13,11 @@ from typing import Annotated
 
 import typer
 
+from xas_data.cli_errors import DebugOpt, GuardedGroup, set_debug
+
 app = typer.Typer(
+    cls=GuardedGroup,  # any error: one line on stderr, exit 2 (traceback with --debug)
+    rich_markup_mode=None,
     help="X-ray absorption spectra datasets: FEFF10 simulation, curation, material splits, "
     "ingest of public and measured data, and a readable summary of any store.",
     no_args_is_help=True,
@@ -33,6 +37,12 @@ def _run(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except XASDataError as exc:
         _fail(exc)
+
+
+@app.callback()
+def _main(debug: Annotated[bool, DebugOpt] = False) -> None:
+    """X-ray absorption spectra datasets (simulate, curate, ingest, inspect)."""
+    set_debug(debug)
 
 
 def default_dataset_path() -> Path:
@@ -513,8 +523,7 @@ def ingest(
 @app.command("ingest-measured")
 def ingest_measured_cmd(
     sources: Annotated[
-        list[Path],
-        typer.Argument(help="xaslib JSON, Athena .prj, XDI, .nor/.dat/.xmu files (or folders)"),
+        list[Path], typer.Argument(help="xaslib JSON, XDI or two-column files (or folders)")
     ],
     out: Annotated[Path, typer.Option(help="store to write or extend (fidelity EXP)")],
     element: Annotated[
@@ -542,15 +551,11 @@ def ingest_measured_cmd(
         if not sep or not sample.strip() or not path.strip():
             _fail(ValueError(f"--cif {item!r}: use SAMPLE=PATH, e.g. --cif 'CuO=tenorite.cif'"))
         cif_map[sample.strip()] = Path(path.strip())
-    problems: list[str] = []
-    spectra = _run(read_measured_sources, sources, element, problems=problems)
-    if not spectra and problems:
-        _fail(ValueError(" | ".join(problems)))
+    spectra = _run(read_measured_sources, sources, element)
     report = _run(
         ingest_measured_spectra,
         spectra,
         out,
-        read_problems=problems,
         cif_map=cif_map,
         config=ProcessingConfig(flatten=flatten),
         keep_unmatched=keep_unmatched,

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from xas_data.cli_errors import DebugOpt, GuardedGroup, set_debug
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 app = typer.Typer(
+    cls=GuardedGroup,  # any error: one line on stderr, exit 2 (traceback with --debug)
+    rich_markup_mode=None,
     help="Predict K-edge X-ray absorption spectra of crystal structures with models from the "
     "xas-models zoo.",
     no_args_is_help=True,
@@ -36,6 +40,12 @@ HEADLINE_METRICS = ("eta", "median_pearson", "mean_rse", "xi", "mse", "mae", "r2
 #: inverse models: the oxidation-state F1 (macro) over all test spectra, as SPT / RankAAE runs
 #: record it, before any generic metric
 INVERSE_HEADLINES = (("OS/all/f1_macro", "OS_f1"), ("OS_f1_macro", "OS_f1"))
+
+
+@app.callback()
+def _main(debug: Annotated[bool, DebugOpt] = False) -> None:
+    """Predict spectra of structures and describe measured spectra with zoo models."""
+    set_debug(debug)
 
 
 def _fail(message: object) -> None:
@@ -189,6 +199,9 @@ def predict_cmd(
     """Predict the spectrum of every inequivalent absorbing site and their average."""
     if out is not None and out.suffix.lower() not in _OUT_SUFFIXES:
         _fail(f"--out {str(out)!r} must end in .csv or .json")
+    for path, flag in ((out, "--out"), (plot, "--plot")):
+        if path is not None and not path.parent.is_dir():
+            _fail(f"{flag} {str(path)!r}: folder {str(path.parent)!r} does not exist; create it")
     from xas_models.predict import plot_predictions, predict, write_csv, write_json
 
     predictions = _run(
