@@ -523,7 +523,8 @@ def ingest(
 @app.command("ingest-measured")
 def ingest_measured_cmd(
     sources: Annotated[
-        list[Path], typer.Argument(help="xaslib JSON, XDI or two-column files (or folders)")
+        list[Path],
+        typer.Argument(help="xaslib JSON, Athena .prj, XDI, .nor/.dat/.xmu files (or folders)"),
     ],
     out: Annotated[Path, typer.Option(help="store to write or extend (fidelity EXP)")],
     element: Annotated[
@@ -551,11 +552,15 @@ def ingest_measured_cmd(
         if not sep or not sample.strip() or not path.strip():
             _fail(ValueError(f"--cif {item!r}: use SAMPLE=PATH, e.g. --cif 'CuO=tenorite.cif'"))
         cif_map[sample.strip()] = Path(path.strip())
-    spectra = _run(read_measured_sources, sources, element)
+    problems: list[str] = []
+    spectra = _run(read_measured_sources, sources, element, problems=problems)
+    if not spectra and problems:
+        _fail(ValueError(" | ".join(problems)))
     report = _run(
         ingest_measured_spectra,
         spectra,
         out,
+        read_problems=problems,
         cif_map=cif_map,
         config=ProcessingConfig(flatten=flatten),
         keep_unmatched=keep_unmatched,
