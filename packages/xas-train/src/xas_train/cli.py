@@ -372,7 +372,9 @@ def quickstart(
     for r in skipped:
         typer.echo(f"  skipped {r.name}: {r.reason}")
     typer.echo(f"report: {cas.report_path}")
-    typer.echo(f"MLflow: mlflow ui --backend-store-uri sqlite:///{(out / 'mlflow.db').resolve()}")
+    typer.echo(
+        f"MLflow: uv run mlflow ui --backend-store-uri sqlite:///{(out / 'mlflow.db').resolve()}"
+    )
     for entry in result.published:
         typer.echo(f"zoo: {entry['name']} {entry['version']} ({entry['path']})")
 
