@@ -128,3 +128,18 @@ def test_help_does_not_import_torch():
     code = "import sys, xas_models.cli; print('torch' in sys.modules, 'pymatgen' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_python_dash_m_sees_every_command(tmp_path):
+    """``python -m xas_models.cli`` must register every command before it runs the app (the
+    ``__main__`` guard once sat above ``describe`` and ``serve``: "No such command")."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "xas_models.cli", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("predict", "describe", "models", "serve"):
+        assert command in proc.stdout, f"{command} missing from python -m help"

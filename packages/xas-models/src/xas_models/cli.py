@@ -243,10 +243,6 @@ def models_cmd(
     typer.echo(format_models(entries))
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
-
-
 def _read_for_describe(
     files: Sequence[Path], element: str | None
 ) -> tuple[list[Any], list[tuple[str, str]]]:
@@ -448,3 +444,7 @@ def serve_cmd(
     )
     typer.echo(f"xas serve: http://{host}:{port}/ (API docs at /docs)")
     _run(run_server, settings, host, port, workers)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
