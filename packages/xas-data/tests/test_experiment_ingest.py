@@ -271,3 +271,30 @@ def test_athena_projects_bad_groups_named_rest_ingested(shared_data: Path, tmp_p
     assert any("FeO" in m and "Mn K edge" in m and "Fe (7112 eV)" in m for m in failed)
     assert report.counts.get("Cu", 0) == len(spectra) - 1 and report.counts["Fe"] == 1
     assert report.table().count("FAILED") == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Fe2O3 0.5(H2O)", "Fe2 O3.5 H1"),
+        ("Fe4(OH)8Cl n(H2O)", "Fe4 O8 H8 Cl1"),
+        ("MnO2-pyr", "Mn1 O2"),
+        ("FeO.001", "Fe1 O1"),
+        ("CuSO4.5H2O", "Cu1 S1 O9 H10"),
+        ("Zn3(PO4)2·4H2O", "Zn3 P2 O12 H8"),
+        ("Ni(OH)2", "Ni1 O2 H2"),
+    ],
+)
+def test_hydrate_adduct_and_tagged_formulas_parse(text, expected):
+    from pymatgen.core import Composition
+
+    from xas_data.experiment_ingest import _parse_formula
+
+    assert _parse_formula(text).almost_equals(Composition(expected))
+
+
+@pytest.mark.parametrize("text", ["Ni_OH_2", "foil", "hello world", "Fe2O3 n(NaCl)", ""])
+def test_text_that_is_not_a_formula_gives_none(text):
+    from xas_data.experiment_ingest import _parse_formula
+
+    assert _parse_formula(text) is None

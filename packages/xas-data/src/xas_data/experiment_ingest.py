@@ -148,23 +148,52 @@ def read_measured_sources(
 # --------------------------------------------------------------------------- compositions
 
 
+_POLYMORPH_TAG = re.compile(r"-[a-z][a-z0-9]*$")  # MnO2-pyr, TiO2-rutile
+_COUNTER_SUFFIX = re.compile(r"(?<=[A-Za-z0-9)])\.\d{3}$")  # FeO.001 (Athena group counters)
+_LEADING_COEFFICIENT = re.compile(r"^(\d+(?:\.\d+)?|[nxy])?\s*(.+)$")
+_WATER = {"H2O", "(H2O)", "OH2"}
+
+
+def _formula_parts(text: str) -> list[str]:
+    """Split a formula at hydrate and adduct separators: whitespace, ``·``, ``*`` and a ``.``
+    before a multiplier or group (``CuSO4.5H2O``), but not inside a leading decimal
+    coefficient (``0.5(H2O)``)."""
+    parts = []
+    for piece in re.split(r"\s+|[·*]", text.strip()):
+        head = re.match(r"^\d+\.\d+", piece)
+        keep, rest = (head.group(0), piece[head.end() :]) if head else ("", piece)
+        split = re.split(r"\.(?=\d*[A-Z(])", rest)
+        parts.extend([keep + split[0], *split[1:]] if piece else [])
+    return [p for p in parts if p]
+
+
 def _parse_formula(text: str):
-    """pymatgen ``Composition`` of a plain formula (``CuO``, ``Ni(OH)2``, ``Zn3(PO4)2·4H2O``)
-    or None when the text is not one."""
+    """pymatgen ``Composition`` of a formula, or None when the text is not one.
+
+    Reads plain formulas (``CuO``, ``Ni(OH)2``), hydrates and adducts (``Zn3(PO4)2·4H2O``,
+    ``CuSO4.5H2O``, ``Fe2O3 0.5(H2O)``; water of unknown count, ``Fe4(OH)8Cl n(H2O)``, is
+    left out), polymorph tags (``MnO2-pyr``) and Athena group counters (``FeO.001``).
+    """
     from pymatgen.core import Composition
 
     text = text.strip()
     if not text or "_" in text:  # xaslib writes Ni(OH)2 as "Ni_OH_2": ambiguous, not parsed
         return None
+    text = _COUNTER_SUFFIX.sub("", _POLYMORPH_TAG.sub("", text))
     total = None
-    for part in re.split(r"[·*]|\.(?=\d*[A-Z(])", text):
-        match = re.match(r"^(\d+)?(.+)$", part.strip())
+    for part in _formula_parts(text):
+        match = _LEADING_COEFFICIENT.match(part)
         if match is None or not _FORMULA_CHARS.match(match.group(2)):
+            return None
+        coefficient, body = match.group(1), match.group(2)
+        if coefficient in ("n", "x", "y"):
+            if body in _WATER:
+                continue
             return None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                comp = Composition(match.group(2)) * int(match.group(1) or 1)
+                comp = Composition(body) * float(coefficient or 1)
         except Exception:
             return None
         if comp.num_atoms <= 0:
