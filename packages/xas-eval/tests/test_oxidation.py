@@ -52,12 +52,53 @@ def test_classifier_recovers_oxidation_states_of_aligned_standards():
         oxidation_state_check(sim, sim_os, exp[:, :100], list("abcd"), formulas, "Fe")
 
 
-def test_known_oxidation_state_falls_back_to_the_linked_structure():
+def test_known_oxidation_state_prefers_the_linked_structure():
     from pymatgen.core import Lattice, Structure
 
-    cuo = Structure(Lattice.cubic(4.2), ["Cu", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    # rock-salt CuO with Cu-O 1.95 A: bond valence sums give Cu(II)
+    cuo = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.9), ["Cu", "O"], [[0] * 3, [0.5] * 3])
     assert known_oxidation_state("Cu3OH_2CO3_2", "Cu") is None  # unparseable spelling
     assert known_oxidation_state("Cu3OH_2CO3_2", "Cu", cuo) == 2
     assert known_oxidation_state("", "Cu", cuo) == 2
-    assert known_oxidation_state("Cu2O", "Cu", cuo) == 1  # the formula wins when it parses
+    assert known_oxidation_state("Cu2O", "Cu", cuo) == 2  # the structure wins over a label
+    assert known_oxidation_state("Cu2O", "Cu") == 1
     assert known_oxidation_state("", "Cu") is None
+
+
+def _spacegroup(symbol, lattice, species, coords):
+    import warnings
+
+    from pymatgen.core import Structure
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Structure.from_spacegroup(symbol, lattice, species, coords)
+
+
+def test_oxidation_state_comes_from_the_linked_structure():
+    from pymatgen.core import Lattice
+
+    pyrite = _spacegroup("Pa-3", Lattice.cubic(5.417), ["Fe", "S"], [[0, 0, 0], [0.385] * 3])
+    # the formula alone is ambiguous (pymatgen guesses Fe(III)); the S-S pairs make it Fe(II)
+    assert known_oxidation_state("FeS2", "Fe") != 2
+    assert known_oxidation_state("FeS2", "Fe", pyrite) == 2
+    magnetite = _spacegroup(
+        "Fd-3m",
+        Lattice.cubic(8.396),
+        ["Fe", "Fe", "O"],
+        [[0, 0, 0], [0.625] * 3, [0.3799] * 3],
+    )
+    assert known_oxidation_state("Fe3O4", "Fe", magnetite) == pytest.approx(8 / 3)
+    troilite = _spacegroup(
+        "P6_3/mmc", Lattice.hexagonal(3.45, 5.75), ["Fe", "S"], [[0, 0, 0], [1 / 3, 2 / 3, 0.25]]
+    )
+    assert known_oxidation_state("FeS", "Fe", troilite) == 2
+    copper = _spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    assert known_oxidation_state("", "Cu", copper) == 0
+
+
+def test_mixed_valence_accepts_both_neighbouring_classes():
+    from xas_eval.oxidation import accepted_classes
+
+    assert accepted_classes(8 / 3) == {2.0, 3.0}
+    assert accepted_classes(2.0) == {2.0}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from xas_eval.oxidation import known_oxidation_state, post_edge_normalise
+from xas_eval.oxidation import accepted_classes, known_oxidation_state, post_edge_normalise
 
 
 def load_standards(
@@ -136,15 +136,21 @@ def describe_standards(
             for r in rows
             if r[f"known_{name}"] is not None
             and f"{name}_raw" in r
-            and (name not in classes or float(r[f"known_{name}"]) in classes[name])
+            and (name not in classes or _accepted(name, r) & classes[name])
         ]
         summary[f"n_{name}"] = len(scored)
         for key in ("raw", "sdm"):
             if scored:
                 summary[f"{name}_accuracy_{key}"] = float(
-                    np.mean([r[f"{name}_{key}"] == r[f"known_{name}"] for r in scored])
+                    np.mean([r[f"{name}_{key}"] in _accepted(name, r) for r in scored])
                 )
     return {"rows": rows, "summary": summary, "model": loaded.name, "element": element}
+
+
+def _accepted(name: str, row: dict[str, Any]) -> set[float]:
+    """Predictions scored as right: a mixed-valence OS accepts both neighbouring integers."""
+    known = float(row[f"known_{name}"])
+    return accepted_classes(known) if name == "OS" else {known}
 
 
 def _predictable_classes(loaded: Any, element: str) -> dict[str, set[float]]:
