@@ -153,7 +153,7 @@ def test_regrid_rederives_grids_from_raw_spectra_and_keeps_rows(sim_dir, tmp_pat
     common = np.intersect1d(np.round(a.energy, 3), np.round(b.energy, 3))
     ia = np.searchsorted(np.round(a.energy, 3), common)
     ib = np.searchsorted(np.round(b.energy, 3), common)
-    assert common.size > 100
+    assert common.size >= 20  # the two steps (e.g. 0.30 and 0.35 eV) share every 2.1 eV
     np.testing.assert_allclose(a.intensities()[:, ia], b.intensities()[:, ib], rtol=1e-5)
     # in place: same content as a regrid into a new folder
     same = regrid_store(src.path, src.path, CurationConfig(grid_above_ev=70.0))

@@ -210,8 +210,9 @@ def read_simulation_group(
 def element_grid(groups: list[RawGroup], config: CurationConfig) -> EnergyGrid:
     """The grid of one element: ``edge`` mode fits it to the E0 of all its fidelities (one
     grid per element, so cross-fidelity models share their output grid) and reaches
-    ``grid_above_ev`` above the median E0 of every fidelity; ``omnixas`` mode is the fixed
-    OmniXAS-style grid."""
+    ``grid_above_ev`` above the upper-quartile E0 of every fidelity (so the median of what
+    curation keeps, which drops outliers after gridding, is still covered); ``omnixas`` mode
+    is the fixed OmniXAS-style grid."""
     element = groups[0].element
     if config.grid == "omnixas":
         return default_grid(element, config.grid_starts, config.grid_step, config.grid_points)
@@ -221,7 +222,7 @@ def element_grid(groups: list[RawGroup], config: CurationConfig) -> EnergyGrid:
         above_ev=config.grid_above_ev,
         step=config.grid_step,
         max_points=config.grid_max_points,
-        reach_ev=max(float(np.median(g.e0)) for g in groups) + config.grid_above_ev,
+        reach_ev=max(float(np.quantile(g.e0, 0.75)) for g in groups) + config.grid_above_ev,
     )
 
 
