@@ -107,7 +107,10 @@ def test_init_distributed_uses_the_slurm_rendezvous(monkeypatch):
 
     seen = {}
     for var in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE"):
-        monkeypatch.delenv(var, raising=False)
+        # setenv first: delenv of an absent variable records nothing, so the values that
+        # init_distributed sets would leak into later tests (RANK=1/WORLD_SIZE=2 -> a hang)
+        monkeypatch.setenv(var, "unset")
+        monkeypatch.delenv(var)
     monkeypatch.setenv("SLURM_JOB_ID", "40001")
     monkeypatch.setenv("SLURM_STEP_NODELIST", "cn[07-08]")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
